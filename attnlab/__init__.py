@@ -1,0 +1,1 @@
+from attnlab._version import __version__
