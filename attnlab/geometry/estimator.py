@@ -1,0 +1,169 @@
+"""Numerical neuromanifold dimension: the generic rank of the parameter Jacobian.
+
+Procedure (spec §5.3; every choice is an argument with the spec's default):
+
+1. Float64 (the caller's ``jax.enable_x64(True)`` scope; float32 exists only
+   to demonstrate the precision guard).
+2. ``theta`` = the raveled parameters (``ravel_pytree``: per layer Q, K, V,
+   row-major); ``f(theta) = concat_n phi_theta(X^(n)).ravel()`` of length
+   ``N d_l t``; ``J = jax.jacfwd(f)(theta)``: ``(N d_l t, P)``. No finite
+   differences.
+3. ``theta`` Gaussian (:func:`attnlab.geometry.model.init_params`), ``X^(n) ~ N(0, I)``.
+4. Row-normalise J (each row divided by its 2-norm, floored at the dtype's
+   smallest normal number); the rank is unchanged.
+5. Singular values ``s_1 >= ... >= s_n`` (``n = min(m, P)``) and two ranks:
+   ``rank_tol = #{s_k > s_1 max(m, P) eps}``; ``rank_gap = argmax_k
+   log(s_k / s_{k+1}) + 1`` where ``s_{n+1}`` is the tolerance ``s_1 max(m, P) eps``
+   (so a full-rank J gets ``rank_gap = n`` when it is well above the noise) and
+   ``gap = max_k s_k / s_{k+1}``. If ``s_1 = 0`` both ranks are 0 and the gap is
+   infinite. The estimate is **reliable** iff ``rank_tol == rank_gap`` and
+   ``gap >= min_gap``.
+6. Several trials (fresh weights and inputs each): the reported estimate is the
+   max of ``rank_tol`` over trials (as the paper did); the reported gap and
+   ``rank_gap`` are that trial's, and ``reliable`` also requires every trial
+   to be reliable and to agree.
+
+The estimate is ``rank_tol``; it is never silently returned when unreliable:
+:func:`estimate` warns, and the experiment records ``reliable = false``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import warnings
+from typing import Any
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+
+from attnlab.core import prng
+from attnlab.geometry import model as gm
+
+
+def default_n_inputs(arch: gm.Arch, factor: int = 3, minimum: int = 10) -> int:
+  """Smallest N with ``N d_l t >= factor * P`` (and at least ``minimum``)."""
+  return max(minimum, math.ceil(factor * arch.num_params / arch.out_size))
+
+
+def flat_forward(theta: jax.Array, X: jax.Array, arch: gm.Arch, temperature=1.0) -> jax.Array:
+  """``f(theta)``: the network on every input, raveled. theta: (P,), X: (N, d_0, t) -> (N d_l t,)."""
+  chex.assert_shape(theta, (arch.num_params,))
+  chex.assert_shape(X, (None, arch.widths[0], arch.t))
+  _, unravel = ravel_pytree(gm.zeros_params(arch, theta.dtype))
+  out = gm.forward(unravel(theta), X, arch.kind, temperature, arch.softmax_axis)
+  return out.reshape(-1)
+
+
+def jacobian(theta: jax.Array, X: jax.Array, arch: gm.Arch, temperature=1.0) -> jax.Array:
+  """``J = jacfwd(f)(theta)``: ``(N d_l t, P)``; row index = (n, output row, token) row-major."""
+  return jax.jacfwd(lambda th: flat_forward(th, X, arch, temperature))(theta)
+
+
+def rank_stats(J: jax.Array, min_gap=1e6, row_normalize: bool = True) -> dict[str, jax.Array]:
+  """Step 4-5 on one Jacobian ``J: (m, P)``.
+
+  Returns a dict of arrays: ``rank_tol``, ``rank_gap`` (int32), ``gap_log10``
+  (float; ``inf`` when J = 0), ``reliable`` (bool), ``sv`` (the n singular
+  values of the (row-normalised) J, descending), ``tol`` (the threshold).
+  """
+  chex.assert_rank(J, 2)
+  m, p = J.shape
+  if row_normalize:
+    norms = jnp.linalg.norm(J, axis=1, keepdims=True)
+    J = J / jnp.maximum(norms, jnp.finfo(J.dtype).tiny)
+  s = jnp.linalg.svd(J, compute_uv=False)
+  eps = jnp.finfo(J.dtype).eps
+  tol = s[0] * max(m, p) * eps
+  rank_tol = jnp.sum(s > tol).astype(jnp.int32)
+  tiny = jnp.finfo(J.dtype).tiny
+  s_ext = jnp.maximum(jnp.concatenate([s, tol[None]]), tiny)
+  log_ratio = jnp.log(s_ext[:-1]) - jnp.log(s_ext[1:])
+  k = jnp.argmax(log_ratio)
+  zero = s[0] <= tiny
+  rank_gap = jnp.where(zero, 0, k + 1).astype(jnp.int32)
+  gap_log10 = jnp.where(zero, jnp.inf, log_ratio[k] / jnp.log(10.0))
+  reliable = (rank_tol == rank_gap) & (gap_log10 >= jnp.log10(min_gap))
+  return dict(rank_tol=rank_tol, rank_gap=rank_gap, gap_log10=gap_log10, reliable=reliable, sv=s, tol=tol)
+
+
+def draw(key: jax.Array, arch: gm.Arch, n_inputs: int, trials: int = 1, init: str = "fan_in",
+         init_std=1.0) -> dict[str, jax.Array]:
+  """Weights and inputs for ``trials`` trials from a run key (INIT and DATA streams).
+
+  Returns ``{"theta": (trials, P), "X": (trials, N, d_0, t)}`` in the default float dtype.
+  """
+  k_init, k_data = prng.stream(key, prng.INIT), prng.stream(key, prng.DATA)
+  thetas = jax.vmap(lambda k: ravel_pytree(gm.init_params(k, arch, init, init_std))[0])(
+      jax.random.split(k_init, trials))
+  X = jax.random.normal(k_data, (trials, n_inputs, arch.widths[0], arch.t))
+  return {"theta": thetas, "X": X}
+
+
+def estimate_from_data(data: dict[str, jax.Array], arch: gm.Arch, temperature=1.0, min_gap=1e6,
+                       row_normalize: bool = True) -> dict[str, jax.Array]:
+  """Steps 2-6 over the trials in ``data`` (from :func:`draw`); jittable.
+
+  Returns the :func:`rank_stats` keys for the selected trial (the one with the
+  largest ``rank_tol``, the first on ties), ``reliable`` over all trials, and
+  per-trial ``rank_tol_trials``, ``rank_gap_trials``, ``gap_log10_trials``.
+  """
+  chex.assert_rank(data["theta"], 2)
+  stats = jax.vmap(lambda th, X: rank_stats(jacobian(th, X, arch, temperature), min_gap, row_normalize))(
+      data["theta"], data["X"])
+  best = jnp.argmax(stats["rank_tol"])
+  out = {k: v[best] for k, v in stats.items()}
+  agree = jnp.all(stats["rank_tol"] == stats["rank_tol"][0])
+  out["reliable"] = jnp.all(stats["reliable"]) & agree
+  out["rank_tol_trials"] = stats["rank_tol"]
+  out["rank_gap_trials"] = stats["rank_gap"]
+  out["gap_log10_trials"] = stats["gap_log10"]
+  return out
+
+
+@functools.partial(jax.jit, static_argnames=("arch", "n_inputs", "trials", "init", "row_normalize"))
+def _estimate_jit(key, init_std, temperature, min_gap, *, arch, n_inputs, trials, init, row_normalize):
+  data = draw(key, arch, n_inputs, trials, init, init_std)
+  return estimate_from_data(data, arch, temperature, min_gap, row_normalize)
+
+
+@dataclasses.dataclass(frozen=True)
+class Estimate:
+  """Host-side result of :func:`estimate`."""
+  rank_tol: int
+  rank_gap: int
+  gap_log10: float
+  reliable: bool
+  sv: np.ndarray
+  rank_tol_trials: tuple
+  dtype: str
+
+  @property
+  def dimension(self) -> int:
+    return self.rank_tol
+
+
+def estimate(key: jax.Array, arch: gm.Arch, n_inputs: int | None = None, trials: int = 1,
+             x64: bool = True, init: str = "fan_in", init_std: float = 1.0, temperature: float = 1.0,
+             min_gap: float = 1e6, row_normalize: bool = True, warn: bool = True) -> Estimate:
+  """Estimate the neuromanifold dimension of ``arch`` (host API; compiled once per static set).
+
+  Deterministic for a given key. ``x64=False`` runs in float32 (the precision
+  guard demo); an unreliable estimate triggers a ``RuntimeWarning``.
+  """
+  n = default_n_inputs(arch) if n_inputs is None else int(n_inputs)
+  with jax.enable_x64(x64):
+    r = _estimate_jit(key, init_std, temperature, min_gap, arch=arch, n_inputs=n, trials=int(trials),
+                      init=init, row_normalize=row_normalize)
+    r = jax.device_get(r)
+  est = Estimate(int(r["rank_tol"]), int(r["rank_gap"]), float(r["gap_log10"]), bool(r["reliable"]),
+                 np.asarray(r["sv"]), tuple(int(x) for x in r["rank_tol_trials"]),
+                 str(np.asarray(r["sv"]).dtype))
+  if warn and not est.reliable:
+    warnings.warn(f"unreliable rank estimate for {arch}: rank_tol={est.rank_tol}, rank_gap={est.rank_gap}, "
+                  f"gap=1e{est.gap_log10:.1f} (< min_gap={min_gap:g} or disagreeing; dtype {est.dtype})",
+                  RuntimeWarning, stacklevel=2)
+  return est

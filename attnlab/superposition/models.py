@@ -1,0 +1,154 @@
+"""Student models of the teacher-student toy model, their losses and diagnostics.
+
+Shapes: ``N`` features, latent width ``K``, batch ``B``; ``x: [B, N]``.
+
+==================  ===============================  =========================
+student             forward  (rows are samples)       parameters
+==================  ===============================  =========================
+``tied_relu``       ``relu(x W^T W + c)``             ``W [K, N]``, ``c [N]``
+``tied_relu_nobias````relu(x W^T W)``                 ``W [K, N]``
+``tied_linear``     ``x W^T W``                       ``W [K, N]``
+``untied_relu``     ``relu(x E^T D^T + c)``           ``E [K, N]``, ``D [N, K]``, ``c [N]``
+``linear_full``     ``x S^T``                         ``S [N, N]``
+==================  ===============================  =========================
+
+Column ``w_i = W[:, i]`` is feature i's embedding. The effective diagonal
+(what the per-feature theory calls ``s_i``) is ``||w_i||^2`` (tied),
+``(D E)_ii`` (untied) or ``S_ii`` (full). The forward pass never forms the
+``N x N`` matrix ``W^T W`` (memory ``O(B N + K N)``); only the diagnostics do.
+
+Loss (per sample, averaged over the batch): ``sum_i w_i (yhat_i - y_i)^2`` with
+``reduction='sum'``, divided by N with ``reduction='mean'`` (the sibling
+code's ``nn.MSELoss``); ``(y_i, w_i) = (I_i x_i, 1)`` or ``(x_i, I_i)``.
+"""
+from __future__ import annotations
+
+import chex
+import jax
+import jax.numpy as jnp
+
+from attnlab.superposition import data as sdata
+
+STUDENTS = ("tied_relu", "tied_relu_nobias", "tied_linear", "untied_relu", "linear_full")
+HAS_BIAS = {"tied_relu": True, "tied_relu_nobias": False, "tied_linear": False, "untied_relu": True,
+            "linear_full": False}
+LINEAR = ("tied_linear", "linear_full")  # students with a closed-form population loss
+REDUCTIONS = ("sum", "mean")
+
+
+def init_params(key: jax.Array, student: str, n: int, k: int, sigma0, bias_init=0.0,
+                dtype=jnp.float32) -> dict:
+  """Small random init: every weight ``N(0, sigma0^2)``, bias ``c = bias_init``.
+
+  ``sigma0`` and ``bias_init`` may be traced. With the tied students
+  ``s_i(0) = ||w_i||^2 ~ K sigma0^2``.
+  """
+  kw, kd = jax.random.split(key)
+  sigma0 = jnp.asarray(sigma0, dtype)
+  if student == "linear_full":
+    return {"S": sigma0 * jax.random.normal(kw, (n, n), dtype)}
+  params = {"W": sigma0 * jax.random.normal(kw, (k, n), dtype)}
+  if student == "untied_relu":
+    params = {"E": params["W"], "D": sigma0 * jax.random.normal(kd, (n, k), dtype)}
+  if HAS_BIAS[student]:
+    params["c"] = jnp.full((n,), bias_init, dtype)
+  return params
+
+
+def forward(params: dict, x: jax.Array, student: str) -> jax.Array:
+  """``yhat: [B, N]`` for ``x: [B, N]`` (see the module table)."""
+  chex.assert_rank(x, 2)
+  if student == "linear_full":
+    return x @ params["S"].T
+  if student == "untied_relu":
+    z = (x @ params["E"].T) @ params["D"].T
+  else:
+    W = params["W"]
+    z = (x @ W.T) @ W
+  if "c" in params:
+    z = z + params["c"][None, :]
+  if student in ("tied_relu", "tied_relu_nobias", "untied_relu"):
+    z = jax.nn.relu(z)
+  return z
+
+
+def batch_loss(params: dict, x: jax.Array, imp: jax.Array, student: str, mode: str,
+               reduction: str = "sum") -> jax.Array:
+  """Monte-Carlo loss on a batch: mean over rows of ``sum_i w_i (yhat_i - y_i)^2``."""
+  y_scale, w = sdata.targets_and_weights(imp, mode)
+  err = forward(params, x, student) - x * y_scale[None, :]
+  per_sample = jnp.sum(w[None, :] * err * err, axis=1)
+  loss = jnp.mean(per_sample)
+  return loss / x.shape[1] if reduction == "mean" else loss
+
+
+def effective_matrix(params: dict, student: str) -> jax.Array:
+  """The linear map ``M: [N, N]`` (``yhat = x M^T`` before ReLU/bias). Materializes N x N."""
+  if student == "linear_full":
+    return params["S"]
+  if student == "untied_relu":
+    return params["D"] @ params["E"]
+  W = params["W"]
+  return W.T @ W
+
+
+def effective_diag(params: dict, student: str) -> jax.Array:
+  """``s_i``: ``||w_i||^2`` (tied), ``(D E)_ii`` (untied), ``S_ii`` (full). ``[N]``."""
+  if student == "linear_full":
+    return jnp.diagonal(params["S"])
+  if student == "untied_relu":
+    return jnp.sum(params["D"] * params["E"].T, axis=1)
+  return jnp.sum(params["W"] ** 2, axis=0)
+
+
+def population_loss_linear(M: jax.Array, p: jax.Array, imp: jax.Array, mode: str,
+                           reduction: str = "sum") -> jax.Array:
+  """Exact population loss of a linear student ``yhat = x M^T`` (spec §4).
+
+  ``L = sum_i w_i [(M - T) C (M - T)^T]_ii`` with ``T = diag(y_scale)`` and
+  ``C = diag(lambda - p^2) + p p^T``, evaluated without forming C:
+  ``[(M-T) C (M-T)^T]_ii = sum_j (M-T)_ij^2 (lambda_j - p_j^2) + ((M-T) p)_i^2``.
+  """
+  chex.assert_rank(M, 2)
+  y_scale, w = sdata.targets_and_weights(imp, mode)
+  R = M - jnp.diag(y_scale)
+  lam = sdata.second_moment(p)
+  per_out = R ** 2 @ (lam - p ** 2) + (R @ p) ** 2
+  loss = jnp.sum(w * per_out)
+  return loss / M.shape[0] if reduction == "mean" else loss
+
+
+def embeddings(params: dict, student: str) -> jax.Array:
+  """Feature embeddings as columns ``[K, N]`` (W, E, or S for the full student)."""
+  if student == "linear_full":
+    return params["S"]
+  if student == "untied_relu":
+    return params["E"]
+  return params["W"]
+
+
+def diagnostics(params: dict, student: str, y_scale: jax.Array) -> dict:
+  """Superposition diagnostics (spec §9 item 15), all 0-d.
+
+  * ``represented``: ``#{i : s_i > 0.5 y_i}`` (the "features learned" count; also
+    the traveling-wave front ``i*`` when learning is sequential);
+  * ``interference``: mean over i of ``sum_{j != i} (w_i.w_j)^2 / (|w_i|^2 |w_j|^2)``;
+  * ``dims_per_feature``: ``K / ||W||_F^2``;
+  * ``dead``: fraction of features with ``c_i < 0`` and ``s_i < 1e-3`` (0 without bias).
+  """
+  s = effective_diag(params, student)
+  E = embeddings(params, student)
+  norms2 = jnp.sum(E ** 2, axis=0)
+  G = E.T @ E
+  cos2 = G ** 2 / (norms2[:, None] * norms2[None, :] + 1e-30)
+  interference = (jnp.sum(cos2) - jnp.sum(jnp.diagonal(cos2))) / E.shape[1]
+  out = {
+      "represented": jnp.sum(s > 0.5 * y_scale).astype(jnp.float32),
+      "interference": interference,
+      "dims_per_feature": E.shape[0] / jnp.sum(norms2),
+      "dead": jnp.mean((params["c"] < 0) & (s < 1e-3)).astype(jnp.float32) if "c" in params
+              else jnp.zeros((), jnp.float32),
+  }
+  if "c" in params:
+    out["bias_mean"] = jnp.mean(params["c"])
+  return out

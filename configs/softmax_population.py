@@ -1,0 +1,100 @@
+"""E2 (Goel, Soltanolkotabi & Bartlett): optimisation of the population
+objective 1/2 ||A Sigma B^T Sigma^{1/2} - M Sigma^{1/2}||_F^2 for each method
+and kappa(M) in {10, 100, 1000}, 5 seeds vmapped, float64.
+
+Methods: ``sa_precgd`` (spectral init perturbed by ``perturb`` sigma_min(Mt),
+ScaledGD preconditioner in whitened coordinates, renormalisation, eta = 0.5),
+``gd`` (eta = 0.2 / sigma_max(Mt), random 1e-3 init), ``adam`` (lr 1e-2,
+random 1e-3 init), ``scaledgd_random`` (undamped, random 1e-2 init,
+eta = 0.3) and ``scaledgd_random_damped`` (delta = 1e-3 sigma_max(Mt)).
+
+Command:
+  python -m attnlab.run --config=configs/softmax_population.py --workdir=/tmp/sp_pop
+  # the acceptance variants:
+  python -m attnlab.run --config=configs/softmax_population.py --workdir=/tmp/sp_pop16 --config.d=16
+  python -m attnlab.run --config=configs/softmax_population.py:eta01 --workdir=/tmp/sp_pop01
+  (``:eta01`` only sets eta = 0.1 and methods = (sa_precgd,), the same as
+  ``--config.eta=0.1 --config.methods="('sa_precgd',)"``.)
+
+Runtime: about 40 s on 2 CPU cores (5 methods x 3 kappa x 5 seeds, 5000 steps,
+5 compiled programs), compilation included.
+
+Expected result (summary.json, ``summary[method][str(kappa)]``):
+* ``sa_precgd``: ``final_rel_loss`` <= 1e-20 and ``steps_to_1e-20`` <= 50 for
+  every kappa (the curves are flat in kappa); with eta = 0.1 the
+  ``median_step_ratio`` is about 0.64 = (1 - 2 eta)^2.
+* ``gd``: ``steps_to_1e-10`` grows at least 5x from kappa = 10 to kappa = 100
+  and is null (never) for kappa = 1000 within 5000 steps.
+* ``scaledgd_random``: ``n_max_rel_loss_above_1`` >= 3 of 5 (the relative loss
+  exceeds 1); ``scaledgd_random_damped`` reaches 1e-12 by step 200.
+
+Argument: ``:smoke`` (tiny, for tests), ``:eta01`` (AC-5 ratio check),
+``:robust`` (AC-5 robustness: perturbation 3% of sigma_max, delta = 1e-3).
+"""
+from attnlab.engine.config import base_config, parse_arg
+
+
+def get_config(arg=None):
+  a = parse_arg(arg, smoke=False, eta01=False, robust=False)
+  cfg = base_config(
+      "attnlab.softmax_precond.population:make_population",
+      seeds=5,
+      steps=5000,
+      log_every=10,
+      chunk_steps=500,
+      ckpt_every=0,
+      x64=True,
+      d=8,
+      k=8,
+      M_rank=0,  # 0: full rank min(k, d)  [reconstructed, spec §3]
+      sigma_lo=1.0,  # Sigma eigenvalues linspace(sigma_lo, sigma_hi, d)  [reconstructed, §3]
+      sigma_hi=4.0,
+      kappa=(10.0, 100.0, 1000.0),
+      methods=("sa_precgd", "gd", "adam", "scaledgd_random", "scaledgd_random_damped"),
+      method="sa_precgd",
+      # SA-PrecGD  [reconstructed, §5.2 / §5.4]
+      eta=0.5,
+      delta=0.0,  # damping, in units of sigma_max(M Sigma^{1/2})
+      lam=0.0,  # regulariser weight
+      reg="balance",  # none | balance | balance_scale_invariant
+      renorm="spectral_to_beta",  # none | spectral_to_beta
+      beta=1.0,  # renormalisation target ||S^1/2 B S^1/2||_2 (scale-free on this objective)
+      perturb=0.1,  # spectral-init perturbation, in units of perturb_unit
+      perturb_unit="sigma_min",  # sigma_min | sigma_max (of M Sigma^{1/2})
+      # baselines  [reconstructed, §5.3 / §7.2]
+      gd_eta=0.2,  # plain GD step = gd_eta / sigma_max(M Sigma^{1/2})
+      adam_lr=1e-2,
+      init_scale=1e-3,  # random init of gd / adam
+      scaledgd_eta=0.3,  # ScaledGD from random init (AC-7)
+      scaledgd_init_scale=1e-2,
+      scaledgd_delta=1e-3,  # damping of scaledgd_random_damped, units of sigma_max
+      # reporting
+      check_step=50,
+      ratio_from=5,
+      ratio_to=30,
+  )
+  cfg.k = cfg.get_ref("d")
+  cfg.sweep.method = cfg.get_ref("methods")
+  cfg.sweep.kappa = cfg.get_ref("kappa")
+  if a["eta01"]:
+    cfg.eta = 0.1
+    cfg.methods = ("sa_precgd",)
+    cfg.steps = 100
+    cfg.log_every = 1
+    cfg.chunk_steps = 100
+  if a["robust"]:
+    cfg.perturb = 0.03
+    cfg.perturb_unit = "sigma_max"
+    cfg.delta = 1e-3
+    cfg.methods = ("sa_precgd",)
+    cfg.steps = 300
+    cfg.chunk_steps = 300
+  if a["smoke"]:
+    cfg.d = 4
+    cfg.seeds = 2
+    cfg.steps = 60
+    cfg.log_every = 5
+    cfg.chunk_steps = 30
+    cfg.kappa = (10.0, 100.0)
+    cfg.methods = ("sa_precgd", "gd")
+  return cfg
