@@ -146,8 +146,8 @@ def make_population(cfg) -> Iterative:
     return {
         "params": params, "opt_state": opt_state, "t": jnp.zeros((), jnp.int32), "rel": r,
         "first": {name: jnp.where(r <= thr, 0, -1).astype(jnp.int32) for name, thr in THRESHOLDS.items()},
-        "max_rel": r, "at_check": jnp.where(check_step == 0, r, jnp.asarray(jnp.inf, dt)),
-        "ratios": jnp.full((r1 - r0,), jnp.inf, dt),
+        "max_rel": r, "at_check": jnp.where(check_step == 0, r, jnp.asarray(-1.0, dt)),
+        "ratios": jnp.zeros((r1 - r0,), dt),
     }
 
   def step(state, hp, data):
@@ -168,16 +168,18 @@ def make_population(cfg) -> Iterative:
     at_check = jnp.where(t == check_step, r, state["at_check"])
     new = {"params": params, "opt_state": opt_state, "t": t, "rel": r, "first": first,
            "max_rel": jnp.maximum(state["max_rel"], r), "at_check": at_check, "ratios": ratios}
-    # median of the filled window entries (unfilled ones are +inf and sort last)
-    n_fill = jnp.sum(jnp.isfinite(ratios))
-    srt = jnp.sort(ratios)
+    # median of the filled window entries (the state must stay finite, so the
+    # unfilled entries are zeros; they are pushed past the end with +inf here)
+    n_fill = jnp.clip(t - r0, 0, r1 - r0)
+    filled = jnp.arange(r1 - r0) < n_fill
+    srt = jnp.sort(jnp.where(filled, ratios, jnp.inf))
     lo = srt[jnp.maximum((n_fill - 1) // 2, 0)]
     hi = srt[jnp.maximum(n_fill // 2, 0)]
-    med = jnp.where(n_fill > 0, 0.5 * (jnp.where(n_fill > 0, lo, 0.0) + jnp.where(n_fill > 0, hi, 0.0)), 0.0)
+    med = jnp.where(n_fill > 0, 0.5 * (lo + hi), 0.0)
     Sh = data["Sigma_half"]
     metrics = {
         "rel_loss": r, "loss": loss_fn(params, data), "max_rel_loss": new["max_rel"],
-        "rel_loss_at_check": jnp.where(jnp.isfinite(at_check), at_check, -1.0),
+        "rel_loss_at_check": at_check,
         "median_step_ratio": med,
         "kappa_tilde": data["smax"] / data["smin"],
         "beta_now": model.spectral_norm(model.mm(Sh, params["B"], Sh)),
@@ -195,6 +197,11 @@ def make_population(cfg) -> Iterative:
 
 def _nan_none(x):
   return None if x is None or (isinstance(x, float) and not math.isfinite(x)) else x
+
+
+def _final(r, key, default):
+  v = r["final"].get(key)
+  return default if v is None else v
 
 
 def summarize(cfg, runs) -> dict:
@@ -217,23 +224,25 @@ def summarize(cfg, runs) -> dict:
                    else float(_as_tuple(cfg.kappa)[0])), []).append(r)
   for (method, kappa), rs in sorted(by.items()):
     ok = [r for r in rs if r["status"] == "ok"]
-    finals = [r["final"]["rel_loss"] if r["status"] == "ok" else math.inf for r in rs]
+    finals = [_final(r, "rel_loss", math.inf) if r["status"] == "ok" else math.inf for r in rs]
     ent = {"final_rel_loss": _nan_none(float(np.max(finals))),
            "final_rel_loss_median": _nan_none(float(np.median(finals))),
            "n_seeds": len(rs), "n_diverged": len(rs) - len(ok)}
     for name in THRESHOLDS:
-      st = [r["final"][f"steps_to_{name}"] if r["status"] == "ok" else -1 for r in rs]
+      st = [int(_final(r, f"steps_to_{name}", -1)) if r["status"] == "ok" else -1 for r in rs]
       reached = [s for s in st if s >= 0]
       ent[f"steps_to_{name}"] = int(max(st)) if len(reached) == len(st) else None
       ent[f"steps_to_{name}_median"] = float(np.median(reached)) if reached else None
       ent[f"n_reached_{name}"] = len(reached)
-    ratios = [r["final"]["median_step_ratio"] for r in ok]
+    ratios = [r["final"]["median_step_ratio"] for r in ok if r["final"].get("median_step_ratio") is not None]
     ent["median_step_ratio"] = float(np.median(ratios)) if ratios else None
-    chk = [r["final"]["rel_loss_at_check"] if r["status"] == "ok" else math.inf for r in rs]
-    ent[f"rel_loss_at_step_{int(cfg.check_step)}"] = _nan_none(float(np.max(chk)))
-    ent["max_rel_loss"] = _nan_none(float(np.max([r["final"]["max_rel_loss"] for r in rs])))
-    ent["n_max_rel_loss_above_1"] = int(sum(r["final"]["max_rel_loss"] > 1 or r["status"] != "ok" for r in rs))
-    ent["kappa_tilde"] = float(np.median([r["final"]["kappa_tilde"] for r in rs]))
+    chk = [_final(r, "rel_loss_at_check", -1.0) if r["status"] == "ok" else math.inf for r in rs]
+    ent[f"rel_loss_at_step_{int(cfg.check_step)}"] = None if min(chk) < 0 else _nan_none(float(np.max(chk)))
+    mx = [_final(r, "max_rel_loss", math.inf) if r["status"] == "ok" else math.inf for r in rs]
+    ent["max_rel_loss"] = _nan_none(float(np.max(mx)))
+    ent["n_max_rel_loss_above_1"] = int(sum(m > 1 for m in mx))
+    kt = [_final(r, "kappa_tilde", math.nan) for r in rs]
+    ent["kappa_tilde"] = _nan_none(float(np.nanmedian(kt))) if np.isfinite(kt).any() else None
     out.setdefault(method, {})[str(kappa)] = ent
   return out
 
