@@ -96,7 +96,7 @@ def stacked_forward(layers, Z: jax.Array, residual: bool = True, readout: str = 
   return out
 
 
-def init_model(key: jax.Array, name: str, d: int, d_out: int, n: int, std, *, residual=True,
+def init_model(key: jax.Array, name: str, d: int, d_out: int, n: int, std, *, residual=True, readout="attn",
                tf_d_model=64, tf_heads=4, tf_mlp_ratio=4, tf_layers=1, tf_norm="pre_ln") -> Any:
   """Initial parameters of model ``name`` (see :func:`parse_model`).
 
