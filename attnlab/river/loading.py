@@ -185,11 +185,12 @@ class PaperForm:
 
 
 def _scalar(x, what):
+  """A per-feature vector (..., d) that is constant along d -> (...) (leading layer axes kept)."""
   x = jnp.asarray(x)
   if x.ndim == 0:
     return x
-  if bool(jnp.all(x == x.reshape(-1)[0])):
-    return x.reshape(-1)[0]
+  if bool(jnp.all(x == x[..., :1])):
+    return x[..., 0]
   raise PaperFormError(f"{what} is per-feature (not constant); the paper form needs scalar "
                        f"sigma1/sigma2 (LN with per-feature gamma/beta is not a projection onto "
                        f"S1, spec P5)")
@@ -225,7 +226,7 @@ def to_paper_form(b: BlockParams, *, require_literal: bool = False,
 
 
 def to_projection_mode(b: BlockParams) -> BlockParams:
-  """Affine (per-feature) LNs with constant gamma/beta -> scalar projection LNs."""
+  """Affine (per-feature) LNs with constant gamma/beta -> scalar projection LNs (stacked ok)."""
   pf = lambda q, name: NormParams(_scalar(q.sigma1, name + " beta"), _scalar(q.sigma2, name + " gamma"),
                                   eps=q.eps, mode="projection")
   return b.replace(ln1=pf(b.ln1, "ln1"), ln2=pf(b.ln2, "ln2"))
