@@ -1,0 +1,59 @@
+"""Superposition S4, E1-E3 (and checks S1-S5): no superposition (K = N), simulation vs the per-feature ODE.
+
+Online SGD on fresh sparse batches x_i = Bernoulli(p_i) U[0, 2], p_i ~ i^-a
+(sum p = 1), teacher y = diag(i^-b) x, student ``tied_relu_nobias``
+(ReLU(W^T W x), W: K x N, K = N) from a small init sigma0. Seeds and the traced
+hyperparameters (lr, a, b, ...) are vmapped in one program. The loss is the MC
+loss on a fixed per-seed evaluation set; time is t = lr * step. The per-feature
+logistic ODE (rate 8 lr lambda_i a_i, s_0 = K sigma0^2) is overlaid and fitted
+over the simulation's automatic window.
+
+Commands (each writes summary.json with ``settings_fit`` and ``checks``):
+  python -m attnlab.run --config=configs/superposition_no_sup.py:s1 --workdir=/tmp/sp_s1    # S1 (+S3 lr collapse)
+  python -m attnlab.run --config=configs/superposition_no_sup.py --workdir=/tmp/sp_e1       # E1 curves, E2 wave, S5
+  python -m attnlab.run --config=configs/superposition_no_sup.py:map --workdir=/tmp/sp_e3   # E3 map, S4
+  python -m attnlab.run --config=configs/superposition_no_sup.py:s2 --workdir=/tmp/sp_s2    # S2 (linear_full)
+
+Runtimes on 2 (shared) CPU cores: ``:s1`` about 1 min; default about 3 min;
+``:map`` about 6 min; ``:s2`` about 1 min. Sizes are reduced from the spec's
+N = K = 1024 (a 1024 x 1024 tied student costs ~1.6 GMAC per step and run,
+hours on 2 cores): default and ``:map`` use N = K = 128. See
+experiments/superposition/README.md for the measured numbers.
+
+Expected results: ``:s1`` checks.S1_ode_ratio within [0.90, 1.10] (spec pilot
+0.96-1.05) and S3 max deviation <= 5%; default: gamma_sim close to the ODE
+gamma in the same window, front slope ~ 1/(a+b); ``:map``: |gamma_sim -
+gamma_ODE| <= 0.05 on >= 90% of the cells with a + 2b >= 1.5.
+
+Arguments: ``:s1``, ``:map``, ``:s2``, ``:smoke`` (tiny, for tests).
+"""
+from attnlab.engine.config import base_config, parse_arg
+from attnlab.superposition.experiment import SIM_FIELDS
+
+
+def get_config(arg=None):
+  a = parse_arg(arg, s1=False, map=False, s2=False, smoke=False)
+  f = dict(SIM_FIELDS)
+  f.update(student="tied_relu_nobias", n_features=128, k_ratio=1.0, batch=512, lr=0.25, sigma0=1e-2,
+           eval_size=16384, freq_exp=(1.2, 1.5, 2.0, 3.0), imp_exp=(0.0, 0.5))
+  eng = dict(seeds=4, steps=2000, log_spacing="log", n_log_points=60, chunk_steps=250, ckpt_every=0)
+  swept = ["freq_exp", "imp_exp"]
+  if a["s1"]:
+    f.update(freq_exp=(1.2,), imp_exp=(0.0,), lr=(0.05, 0.1, 0.2, 0.25))
+    eng.update(steps=4000)
+    swept.append("lr")
+  if a["map"]:
+    f.update(freq_exp=(1.2, 1.5, 1.8, 2.1, 2.4, 2.7, 3.0), imp_exp=(0.0, 0.25, 0.5, 0.75, 1.0), lr=0.1,
+             sigma0=3e-3)
+    eng.update(seeds=2, steps=3000)
+  if a["s2"]:
+    f.update(student="linear_full", freq_exp=(1.2,), imp_exp=(0.0,), sigma0=1e-4)
+    eng.update(steps=1000)
+  if a["smoke"]:
+    f.update(n_features=32, freq_exp=(1.2,), imp_exp=(0.0,), batch=128, eval_size=1024, eval_chunk=1024,
+             n_probes=6)
+    eng.update(seeds=2, steps=200, n_log_points=30, chunk_steps=100)
+  cfg = base_config("attnlab.superposition.experiment:no_sup", **eng, **f)
+  for name in swept:
+    cfg.sweep[name] = cfg.get_ref(name)
+  return cfg
