@@ -39,7 +39,7 @@ def get_config(arg=None):
   cfg = base_config(
       "attnlab.softmax_precond.population:make_population",
       seeds=5,
-      steps=5000,
+      steps=6000,
       log_every=10,
       chunk_steps=500,
       ckpt_every=0,
@@ -63,6 +63,7 @@ def get_config(arg=None):
       perturb_unit="sigma_min",  # sigma_min | sigma_max (of M Sigma^{1/2})
       # baselines  [reconstructed, §5.3 / §7.2]
       gd_eta=0.2,  # plain GD step = gd_eta / sigma_max(M Sigma^{1/2})
+      gd_coordinates="whitened",  # whitened: GD on 1/2||UV^T - Mt||^2 | raw: GD on (A, B)  [reconstructed]
       adam_lr=1e-2,
       init_scale=1e-3,  # random init of gd / adam
       scaledgd_eta=0.3,  # ScaledGD from random init (AC-7)

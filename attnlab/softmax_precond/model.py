@@ -58,7 +58,7 @@ def sqrtm_psd(S: jax.Array, clip: float = 1e-12) -> tuple[jax.Array, jax.Array]:
   S = 0.5 * (S + S.T)
   w, Q = jnp.linalg.eigh(S)
   w = jnp.maximum(w, clip)
-  return mm(Q * jnp.sqrt(w), Q.T), mm(Q / jnp.sqrt(w), Q.T)
+  return mm(Q * jnp.sqrt(w)[None, :], Q.T), mm(Q / jnp.sqrt(w)[None, :], Q.T)
 
 
 def spectral_norm(X: jax.Array) -> jax.Array:
@@ -304,7 +304,7 @@ def make_sigma(key: jax.Array, d: int, lo, hi) -> jax.Array:
   """Sigma = O diag(linspace(lo, hi, d)) O^T with a random rotation O."""
   O = random_orthogonal(key, d)
   w = jnp.linspace(lo, hi, d) if d > 1 else jnp.full((1,), hi)
-  return mm(O * w, O.T)
+  return mm(O * w[None, :], O.T)
 
 
 def make_target(key: jax.Array, k: int, d: int, kappa, rank: Optional[int] = None) -> jax.Array:
@@ -318,7 +318,7 @@ def make_target(key: jax.Array, k: int, d: int, kappa, rank: Optional[int] = Non
   R = random_orthogonal(kr, d)[:, :r]
   expo = jnp.arange(r) / max(r - 1, 1)
   s = jnp.asarray(kappa, P.dtype) ** (-expo)
-  return mm(P * s, R.T)
+  return mm(P * s[None, :], R.T)
 
 
 def sample_regression(key: jax.Array, Sigma_half: jax.Array, M: jax.Array, sigma_noise, n: int

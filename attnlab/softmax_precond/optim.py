@@ -183,8 +183,8 @@ def spectral_factors(Mt_hat: jax.Array, d: int, rank=None) -> tuple[jax.Array, j
   r = min(k, d) if rank is None else rank
   P, S, Qt = jnp.linalg.svd(Mt_hat, full_matrices=False)
   s = jnp.sqrt(S[:r])
-  U0 = jnp.zeros((k, d), Mt_hat.dtype).at[:, :r].set(P[:, :r] * s)
-  V0 = jnp.zeros((d, d), Mt_hat.dtype).at[:, :r].set(Qt[:r].T * s)
+  U0 = jnp.zeros((k, d), Mt_hat.dtype).at[:, :r].set(P[:, :r] * s[None, :])
+  V0 = jnp.zeros((d, d), Mt_hat.dtype).at[:, :r].set(Qt[:r].T * s[None, :])
   return U0, V0
 
 

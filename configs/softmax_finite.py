@@ -1,0 +1,93 @@
+"""E3 (Goel, Soltanolkotabi & Bartlett): training on the finite-data softmax
+objective in "self" context mode (the training set is every query's context),
+d = k = 5, sigma = 0.1, n in {250, 500, 1000, 2000, 4000}; SA-PrecGD (spectral
+init, ScaledGD preconditioner with delta = 1e-3, renormalisation to beta = 0.3,
+eta = 0.2) against plain GD (lr 0.05) and Adam (lr 1e-2) from a random 1e-2
+init. 3 seeds, 300 steps, float64.
+
+Command:
+  python -m attnlab.run --config=configs/softmax_finite.py --workdir=/tmp/sp_finite
+  # AC-9 at n = 2000 with 20 seeds (full method and Adam, 750 steps):
+  python -m attnlab.run --config=configs/softmax_finite.py:ac9 --workdir=/tmp/sp_ac9
+  # AC-10: the excess-vs-n slope of the full method only, n in {500, ..., 4000}:
+  python -m attnlab.run --config=configs/softmax_finite.py:ac10 --workdir=/tmp/sp_ac10
+
+Runtime on 2 (shared) CPU cores, compilation included: default about 15 min;
+``:ac9`` about 10 min; ``:ac10`` about 6 min; ``:smoke`` under 1 min.
+
+Expected result (summary.json): ``sa_precgd`` reaches test 1/2 MSE about 0.029
+at n = 2000 within 150 steps (the irreducible error is 1/2 k sigma^2 = 0.025);
+Adam and GD are far slower. ``excess_vs_n.sa_precgd.slope`` is the fitted
+log-log slope of the final excess test error against n; the paper's 1/n claim
+predicts -1, our reconstruction gives a shallower slope (see
+experiments/softmax_precond/README.md for the measured value).
+
+Every [reconstructed] choice of the spec is a field below (context_mode,
+exclude_self_token, logit_orientation, objective, precond/reg/renorm parts via
+``method``, beta, delta, lam, spectral_rank, sigma spectrum, M_kappa).
+"""
+from attnlab.engine.config import base_config, parse_arg
+
+
+def get_config(arg=None):
+  a = parse_arg(arg, smoke=False, ac9=False, ac10=False)
+  cfg = base_config(
+      "attnlab.softmax_precond.finite:make_finite",
+      seeds=3,
+      steps=300,
+      log_every=10,
+      chunk_steps=50,
+      ckpt_every=0,
+      x64=True,
+      d=5,
+      k=5,
+      n_train=(250, 500, 1000, 2000, 4000),
+      n_test=1000,
+      sigma_noise=0.1,  # [reconstructed, §3]
+      sigma_lo=1.0,  # Sigma eigenvalues linspace(sigma_lo, sigma_hi, d)  [reconstructed, §3]
+      sigma_hi=4.0,
+      M_kappa=10.0,  # condition number of M  [reconstructed, §3]
+      context_mode="self",  # self | prompt  [reconstructed, §2.3]
+      N_context=256,  # context length in prompt mode
+      exclude_self_token=False,  # [reconstructed, §9.3]
+      logit_orientation="query_left",  # query_left (x^T B x_j) | key_left  [reconstructed, §2.2]
+      objective="empirical_softmax",  # empirical_softmax | empirical_linearized  [reconstructed, §4.3]
+      methods=("sa_precgd", "gd", "adam"),
+      method="sa_precgd",
+      eta=0.2,  # [reconstructed, §5.4]
+      delta=1e-3,  # preconditioner damping (absolute)  [reconstructed, §5.2]
+      lam=0.0,  # regulariser weight  [reconstructed, §5.4]
+      reg="balance",  # none | balance | balance_scale_invariant  [reconstructed, §4.2]
+      renorm="spectral_to_beta",  # none | spectral_to_beta  [reconstructed, §5.2]
+      beta=0.3,  # renormalisation target  [reconstructed, §11]
+      spectral_rank=0,  # 0: full rank min(k, d)
+      gd_lr=0.05,  # [reconstructed, §5.3]
+      adam_lr=1e-2,
+      init_scale=1e-2,  # random init of the baselines
+      scaledgd_delta=1e-3,  # damping of scaledgd_random_damped
+      test_target=0.030,  # steps_to_target threshold on test 1/2 MSE (AC-9)
+      converged_test_mse=0.040,  # a run "converged" if its final test 1/2 MSE is below this (E4)
+      query_chunk=256,  # queries per chunk of the n x n softmax
+  )
+  cfg.sweep.method = cfg.get_ref("methods")
+  cfg.sweep.n_train = cfg.get_ref("n_train")
+  if a["ac9"]:
+    cfg.n_train = (2000,)
+    cfg.seeds = 20
+    cfg.methods = ("sa_precgd", "adam")
+    cfg.steps = 750
+    cfg.log_every = 25
+    cfg.chunk_steps = 75
+  if a["ac10"]:
+    cfg.n_train = (500, 1000, 2000, 4000)
+    cfg.methods = ("sa_precgd",)
+    cfg.steps = 250
+  if a["smoke"]:
+    cfg.n_train = (64, 128)
+    cfg.n_test = 64
+    cfg.seeds = 2
+    cfg.steps = 20
+    cfg.log_every = 5
+    cfg.chunk_steps = 10
+    cfg.query_chunk = 32
+  return cfg

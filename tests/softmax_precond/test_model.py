@@ -1,0 +1,245 @@
+"""Spec checks AC-1 to AC-4 and AC-8 of softmax_precond (float64)."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from attnlab.softmax_precond import model
+from attnlab.softmax_precond import optim as opt_lib
+
+
+def _problem(key, d=5, k=3, lo=0.5, hi=2.0):
+  ks, km, ka, kb = jax.random.split(key, 4)
+  Sigma = model.make_sigma(ks, d, lo, hi)
+  Sh, Shi = model.sqrtm_psd(Sigma)
+  M = jax.random.normal(km, (k, d))
+  params = {"A": jax.random.normal(ka, (k, d)) / np.sqrt(d), "B": jax.random.normal(kb, (d, d)) / d}
+  return Sigma, Sh, Shi, M, params
+
+
+def _rel(a, b):
+  return float(jnp.linalg.norm(a - b) / jnp.linalg.norm(b))
+
+
+def test_forward_uses_core_attention_and_query_left(getkey):
+  """f(x) = A sum_j softmax_j(x^T B x_j) x_j, by hand (and key_left = B^T)."""
+  with jax.enable_x64(True):
+    d, k, N = 4, 2, 7
+    X = jax.random.normal(getkey(), (d, N))
+    xq = jax.random.normal(getkey(), (d, 3))
+    params = {"A": jax.random.normal(getkey(), (k, d)), "B": jax.random.normal(getkey(), (d, d))}
+    out = model.forward(params, xq, X)
+    logits = np.einsum("dq,de,ej->qj", np.asarray(xq), np.asarray(params["B"]), np.asarray(X))
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    ref = np.asarray(params["A"]) @ (np.asarray(X) @ p.T)
+    np.testing.assert_allclose(out, ref, rtol=1e-12)
+    out_kl = model.forward(params, xq, X, orientation="key_left")
+    np.testing.assert_allclose(out_kl, model.forward({"A": params["A"], "B": params["B"].T}, xq, X), rtol=1e-12)
+
+
+def test_ac1_infinite_token_limit_and_orientation(getkey):
+  """AC-1: N * E||f_N - A S B^T x||^2 within 10% of e^s tr(A(S + S v v^T S)A^T)
+  and MSE < 1e-3, at N = 1e4; the limit is A S B^T x, not A S B x.
+
+  The spec states the ratio at N = 1e5 with 200 draws; the standard error of
+  that estimate is about 8%, so here N = 1e4 (C2: "within 10% for N >= 1e3")
+  with 2000 draws (error about 2.5%). E1 (configs/softmax_limit.py) reports the
+  N = 1e5, 200-draw numbers.
+
+  d = 5, k = 3, Sigma eigenvalues in [0.5, 2], B scaled so that s = 1, and
+  ||A||_F = 1 (the spec's own numbers, N * MSE = 5.64 at s = 1.1, imply
+  ||A||_F of order 1; the MSE threshold is scale-dependent).
+  """
+  with jax.enable_x64(True):
+    d, k, draws, N = 5, 3, 2000, 10_000
+    Sigma, Sh, _, _, params = _problem(getkey(), d, k)
+    params["A"] = params["A"] / jnp.linalg.norm(params["A"])
+    x = model.mm(Sh, jax.random.normal(getkey(), (d,))[:, None])[:, 0]
+    v = params["B"].T @ x
+    params["B"] = params["B"] / jnp.sqrt(v @ Sigma @ v)  # logit variance s = 1
+    target = model.limit_forward(params, x[:, None], Sigma)[:, 0]
+    wrong = params["A"] @ Sigma @ params["B"] @ x
+
+    def run(key, N):
+      def err(kk):
+        X = model.mm(Sh, jax.random.normal(kk, (d, N)))
+        f = model.forward(params, x[:, None], X)[:, 0]
+        return jnp.sum((f - target) ** 2), jnp.sum((f - wrong) ** 2)
+      e, e_wrong = jax.lax.map(err, jax.random.split(key, draws))
+      return jnp.mean(e), jnp.mean(e_wrong)
+
+    mse, mse_wrong = (float(v) for v in jax.jit(run, static_argnums=1)(getkey(), N))
+    pred = float(model.finite_context_mse(params, x, Sigma, N))
+    assert abs(mse / pred - 1) < 0.10, (N * mse, N * pred)
+    assert mse < 1e-3, mse
+    assert mse_wrong > 100 * mse  # orientation pinned
+
+
+def test_ac2_population_loss_matches_monte_carlo(getkey):
+  """AC-2: the closed form matches 1e6-sample Monte Carlo to 1% for 10 (A, B)
+  (the same samples for all ten, drawn once)."""
+  with jax.enable_x64(True):
+    d, k, sigma = 5, 3, 0.1
+    Sigma, Sh, _, M, _ = _problem(getkey(), d, k)
+    kmc = getkey()
+    stack = {"A": jax.random.normal(getkey(), (10, k, d)) / np.sqrt(d),
+             "B": jax.random.normal(getkey(), (10, d, d)) / d}
+
+    @jax.jit
+    def both(p):
+      closed = jax.vmap(lambda q: model.population_loss(q, Sigma, Sh, M, sigma))(p)
+      mc, se = jax.vmap(lambda q: model.population_loss_mc(kmc, q, Sh, M, sigma, 1_000_000, 250_000))(p)
+      return closed, mc, se
+
+    closed, mc, se = both(stack)
+    rel = np.abs(np.asarray(mc) / np.asarray(closed) - 1)
+    assert np.all(rel < 0.01), rel
+    assert np.all(np.abs(mc - closed) < 5 * se)
+
+
+def test_ac3_gradients_closed_form(getkey):
+  """AC-3: jax.grad of the population loss and of L_n ("self") equal §4.1/§4.3."""
+  with jax.enable_x64(True):
+    Sigma, Sh, _, M, params = _problem(getkey())
+    X, Y = model.sample_regression(getkey(), Sh, M, 0.1, 40)
+
+    @jax.jit
+    def grads(p):
+      return (jax.grad(model.population_loss)(p, Sigma, Sh, M), model.population_grads_closed_form(p, Sigma, M),
+              # 40 = 16 + 16 + 8: the chunked path with a remainder
+              jax.grad(model.empirical_loss)(p, X, Y, chunk=16), model.self_mode_grads_closed_form(p, X, Y))
+
+    g, ref, ge, refe = grads(params)
+    for name in ("A", "B"):
+      assert _rel(g[name], ref[name]) < 1e-10
+      assert _rel(ge[name], refe[name]) < 1e-10
+
+
+def test_empirical_modes_and_self_exclusion(getkey):
+  """Chunked "self" loss equals the dense n x n formula; the self-token mask
+  and "prompt" mode match explicit per-query computations."""
+  with jax.enable_x64(True):
+    d, k, n, N = 3, 2, 12, 6
+    params = {"A": jax.random.normal(getkey(), (k, d)), "B": 0.3 * jax.random.normal(getkey(), (d, d))}
+    X = jax.random.normal(getkey(), (d, n))
+    Y = jax.random.normal(getkey(), (k, n))
+    ctx = jax.random.normal(getkey(), (n, d, N))
+
+    @jax.jit
+    def all_losses(p):
+      dense = model.half_mse(model.forward(p, X, X), Y)
+      dense_ex = model.half_mse(model.forward(p, X, X, ~jnp.eye(n, dtype=bool)), Y)
+      pred = jax.vmap(lambda x, c: model.forward(p, x[:, None], c)[:, 0], out_axes=1)(X.T, ctx)
+      return (dense, model.empirical_loss(p, X, Y, chunk=5), dense_ex,
+              model.empirical_loss(p, X, Y, exclude_self_token=True, chunk=5),
+              model.half_mse(pred, Y), model.empirical_loss(p, X, Y, "prompt", ctx, chunk=5))
+
+    out = all_losses(params)
+    for ref, got in zip(out[::2], out[1::2]):
+      np.testing.assert_allclose(got, ref, rtol=1e-13)
+
+
+def test_ac4_factorization_equivalence_and_step(getkey):
+  """AC-4: L = 1/2||UV^T - Mt||^2 (+ const) to 1e-12; one SA-PrecGD step in
+  (A, B) (delta = lam = 0, no renorm) equals one ScaledGD step in (U, V)."""
+  with jax.enable_x64(True):
+    d = k = 5
+    Sigma, Sh, Shi, M, _ = _problem(getkey(), d, k)
+    Mt = M @ Sh
+    # a point near the manifold of minima (where the method runs): balanced
+    # factors of a perturbed target, so U^T U and V^T V are well conditioned
+    U, V = opt_lib.spectral_factors(Mt + 0.3 * jax.random.normal(getkey(), (k, d)), d)
+    params = model.from_whitened(U, V, Shi)
+    L = model.population_loss(params, Sigma, Sh, M, 0.1)
+    assert abs(float(L - 0.5 * k * 0.01) / float(model.factorization_loss(U, V, Mt)) - 1) < 1e-12
+    back = model.from_whitened(U, V, Shi)
+    assert _rel(back["A"], params["A"]) < 1e-12 and _rel(back["B"], params["B"]) < 1e-12
+
+    eta = 0.3
+    tx = opt_lib.sa_precgd(eta, Sigma, Sh, precond="scaledgd", delta=0.0, reg="none", renorm="none")
+    g = jax.grad(model.population_loss)(params, Sigma, Sh, M)
+    upd, _ = tx.update(g, tx.init(params), params)
+    new = optax.apply_updates(params, upd)
+    gU, gV = jax.grad(model.factorization_loss, argnums=(0, 1))(U, V, Mt)
+    U1 = U - eta * jnp.linalg.solve(V.T @ V, gU.T).T
+    V1 = V - eta * jnp.linalg.solve(U.T @ U, gV.T).T
+    ref = model.from_whitened(U1, V1, Shi)
+    assert _rel(new["A"], ref["A"]) < 1e-12 and _rel(new["B"], ref["B"]) < 1e-12
+
+
+def test_whiten_is_gd_in_whitened_coordinates(getkey):
+  with jax.enable_x64(True):
+    Sigma, Sh, Shi, M, params = _problem(getkey(), 4, 4)
+    U, V = model.to_whitened(params, Sh)
+    tx = opt_lib.sa_precgd(0.1, Sigma, Sh, precond="whiten", reg="none", renorm="none")
+    g = jax.grad(model.population_loss)(params, Sigma, Sh, M)
+    new = optax.apply_updates(params, tx.update(g, tx.init(params), params)[0])
+    gU, gV = jax.grad(model.factorization_loss, argnums=(0, 1))(U, V, M @ Sh)
+    ref = model.from_whitened(U - 0.1 * gU, V - 0.1 * gV, Shi)
+    assert _rel(new["A"], ref["A"]) < 1e-12 and _rel(new["B"], ref["B"]) < 1e-12
+
+
+def test_ac8_renormalization(getkey):
+  """AC-8: ||S^1/2 B_t S^1/2||_2 = beta at every step (full method, 20 steps),
+  and renormalising leaves the population loss unchanged to 1e-12."""
+  with jax.enable_x64(True):
+    d = k = 4
+    Sigma, Sh, Shi, M, params = _problem(getkey(), d, k)
+    beta = 0.3
+    ren = opt_lib.renormalize_params(params, Sh, beta)
+    L0, L1 = (model.population_loss(p, Sigma, Sh, M) for p in (params, ren))
+    assert abs(float(L1 / L0) - 1) < 1e-12
+    U0, V0 = opt_lib.spectral_factors(M @ Sh + 0.05 * jax.random.normal(getkey(), (k, d)), d)
+    p = opt_lib.renormalize_params(model.from_whitened(U0, V0, Shi), Sh, beta)
+    # lam = 0 (the default): with lam = 0.25 either regulariser, preconditioned by
+    # ScaledGD, diverges in our reconstruction (see the experiment README)
+    tx = opt_lib.sa_precgd(0.2, Sigma, Sh, delta=1e-3, reg="balance", lam=0.0, renorm="spectral_to_beta",
+                           beta=beta)
+
+    def body(carry, _):
+      p, s = carry
+      g = jax.grad(model.population_loss)(p, Sigma, Sh, M)
+      u, s = tx.update(g, s, p)
+      p = optax.apply_updates(p, u)
+      return (p, s), model.spectral_norm(Sh @ p["B"] @ Sh)
+
+    (p, _), norms = jax.lax.scan(body, (p, tx.init(p)), None, length=20)
+    np.testing.assert_allclose(norms, beta, atol=1e-12)
+    assert float(model.relative_population_loss(p, Sigma, Sh, M)) < 1e-6
+
+
+@pytest.mark.parametrize("kind", ["balance", "balance_scale_invariant"])
+def test_regularizers(getkey, kind):
+  """R >= 0, zero on balanced factors; the scale-invariant one is invariant
+  under (cA, B/c)."""
+  with jax.enable_x64(True):
+    Sigma, Sh, Shi, M, params = _problem(getkey(), 4, 4)
+    U0, V0 = opt_lib.spectral_factors(M @ Sh, 4)
+    bal = model.from_whitened(U0, V0, Shi)
+    assert float(opt_lib.regularizer(bal, Sh, kind)) < 1e-20
+    assert float(opt_lib.regularizer(params, Sh, kind)) > 0
+    scaled = {"A": 3.0 * params["A"], "B": params["B"] / 3.0}
+    r0, r1 = (float(opt_lib.regularizer(p, Sh, kind)) for p in (params, scaled))
+    if kind == "balance_scale_invariant":
+      assert abs(r1 / r0 - 1) < 1e-12
+    else:
+      assert abs(r1 / r0 - 1) > 0.1
+
+
+def test_singular_preconditioner_gives_nan_not_garbage(getkey):
+  """k < d with delta = 0: A^T A is singular; the Cholesky solve yields NaN
+  (so the engine marks the run diverged) instead of a silent finite update."""
+  with jax.enable_x64(True):
+    d, k = 4, 2
+    Sigma, Sh, Shi, M, _ = _problem(getkey(), d, k)
+    U0, V0 = opt_lib.spectral_factors(M @ Sh, d)  # rank-2 factors, padded with zeros
+    p = model.from_whitened(U0, V0, Shi)
+    g = jax.grad(model.population_loss)(p, Sigma, Sh, M)
+    tx = opt_lib.sa_precgd(0.5, Sigma, Sh, delta=0.0, reg="none", renorm="none")
+    upd, _ = tx.update(g, tx.init(p), p)
+    assert not bool(jnp.all(jnp.isfinite(upd["B"])))
+    tx = opt_lib.sa_precgd(0.5, Sigma, Sh, delta=1e-3, reg="none", renorm="none")
+    upd, _ = tx.update(g, tx.init(p), p)
+    assert bool(jnp.all(jnp.isfinite(upd["B"])))
