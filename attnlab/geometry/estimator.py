@@ -16,7 +16,7 @@ Procedure (spec §5.3; every choice is an argument with the spec's default):
    log(s_k / s_{k+1}) + 1`` where ``s_{n+1}`` is the tolerance ``s_1 max(m, P) eps``
    (so a full-rank J gets ``rank_gap = n`` when it is well above the noise) and
    ``gap = max_k s_k / s_{k+1}``. If ``s_1 = 0`` both ranks are 0 and the gap is
-   infinite. The estimate is **reliable** iff ``rank_tol == rank_gap`` and
+   reported as ``-log10(tiny)`` (effectively infinite, but finite). The estimate is **reliable** iff ``rank_tol == rank_gap`` and
    ``gap >= min_gap``.
 6. Several trials (fresh weights and inputs each): the reported estimate is the
    max of ``rank_tol`` over trials (as the paper did); the reported gap and
@@ -67,7 +67,8 @@ def rank_stats(J: jax.Array, min_gap=1e6, row_normalize: bool = True) -> dict[st
   """Step 4-5 on one Jacobian ``J: (m, P)``.
 
   Returns a dict of arrays: ``rank_tol``, ``rank_gap`` (int32), ``gap_log10``
-  (float; ``inf`` when J = 0), ``reliable`` (bool), ``sv`` (the n singular
+  (float; ``-log10(tiny)``, about 308 in float64, when J = 0, so that
+  the engine does not read an exact zero Jacobian as a non-finite run), ``reliable`` (bool), ``sv`` (the n singular
   values of the (row-normalised) J, descending), ``tol`` (the threshold).
   """
   chex.assert_rank(J, 2)
@@ -75,7 +76,11 @@ def rank_stats(J: jax.Array, min_gap=1e6, row_normalize: bool = True) -> dict[st
   if row_normalize:
     norms = jnp.linalg.norm(J, axis=1, keepdims=True)
     J = J / jnp.maximum(norms, jnp.finfo(J.dtype).tiny)
-  s = jnp.linalg.svd(J, compute_uv=False)
+  # A tall J (m >> P, e.g. 7500 x 280 in Figure 3) is first reduced to its
+  # Householder R factor (P x P, same singular values up to eps ||J||, i.e.
+  # backward stable); the SVD of R is then cheap.
+  R = jnp.linalg.qr(J, mode="r") if m > p else J
+  s = jnp.linalg.svd(R, compute_uv=False)
   eps = jnp.finfo(J.dtype).eps
   tol = s[0] * max(m, p) * eps
   rank_tol = jnp.sum(s > tol).astype(jnp.int32)
@@ -85,22 +90,35 @@ def rank_stats(J: jax.Array, min_gap=1e6, row_normalize: bool = True) -> dict[st
   k = jnp.argmax(log_ratio)
   zero = s[0] <= tiny
   rank_gap = jnp.where(zero, 0, k + 1).astype(jnp.int32)
-  gap_log10 = jnp.where(zero, jnp.inf, log_ratio[k] / jnp.log(10.0))
+  gap_log10 = jnp.where(zero, -jnp.log10(tiny), log_ratio[k] / jnp.log(10.0))
   reliable = (rank_tol == rank_gap) & (gap_log10 >= jnp.log10(min_gap))
   return dict(rank_tol=rank_tol, rank_gap=rank_gap, gap_log10=gap_log10, reliable=reliable, sv=s, tol=tol)
 
 
+def draw_params(init_key: jax.Array, arch: gm.Arch, trials: int = 1, init: str = "fan_in",
+                init_std=1.0) -> jax.Array:
+  """Raveled weights for ``trials`` trials: ``(trials, P)``, entry std
+  ``init_std * param_scales(arch, init)``. One sampler call site (each threefry
+  call site costs about 0.6 s of CPU compile time)."""
+  z = jax.random.normal(init_key, (trials, arch.num_params))
+  scales = jnp.asarray(gm.param_scales(arch, init), z.dtype)
+  return z * (init_std * scales)[None, :]
+
+
+def draw_inputs(data_key: jax.Array, arch: gm.Arch, n_inputs: int, trials: int = 1) -> jax.Array:
+  """Standard Gaussian inputs ``(trials, N, d_0, t)``."""
+  return jax.random.normal(data_key, (trials, n_inputs, arch.widths[0], arch.t))
+
+
 def draw(key: jax.Array, arch: gm.Arch, n_inputs: int, trials: int = 1, init: str = "fan_in",
          init_std=1.0) -> dict[str, jax.Array]:
-  """Weights and inputs for ``trials`` trials from a run key (INIT and DATA streams).
+  """Weights (INIT stream) and inputs (DATA stream, :mod:`attnlab.core.prng`) from a run key.
 
-  Returns ``{"theta": (trials, P), "X": (trials, N, d_0, t)}`` in the default float dtype.
+  Returns ``{"theta": (trials, P), "X": (trials, N, d_0, t)}`` in the default
+  float dtype; the engine experiment draws exactly these for the same run key.
   """
-  k_init, k_data = prng.stream(key, prng.INIT), prng.stream(key, prng.DATA)
-  thetas = jax.vmap(lambda k: ravel_pytree(gm.init_params(k, arch, init, init_std))[0])(
-      jax.random.split(k_init, trials))
-  X = jax.random.normal(k_data, (trials, n_inputs, arch.widths[0], arch.t))
-  return {"theta": thetas, "X": X}
+  return {"theta": draw_params(prng.stream(key, prng.INIT), arch, trials, init, init_std),
+          "X": draw_inputs(prng.stream(key, prng.DATA), arch, n_inputs, trials)}
 
 
 def estimate_from_data(data: dict[str, jax.Array], arch: gm.Arch, temperature=1.0, min_gap=1e6,
@@ -125,7 +143,14 @@ def estimate_from_data(data: dict[str, jax.Array], arch: gm.Arch, temperature=1.
 
 
 @functools.partial(jax.jit, static_argnames=("arch", "n_inputs", "trials", "init", "row_normalize"))
-def _estimate_jit(key, init_std, temperature, min_gap, *, arch, n_inputs, trials, init, row_normalize):
+def estimate_kernel(key, init_std, temperature, min_gap, *, arch, n_inputs, trials, init="fan_in",
+                    row_normalize=True):
+  """``draw`` + ``estimate_from_data`` as one jitted program (compiled once per static set).
+
+  ``key`` is a run key; ``init_std``, ``temperature`` and ``min_gap`` are traced.
+  The experiments and :func:`estimate` both call this, so a CLI run and the host
+  API give bit-identical results for the same key.
+  """
   data = draw(key, arch, n_inputs, trials, init, init_std)
   return estimate_from_data(data, arch, temperature, min_gap, row_normalize)
 
@@ -156,7 +181,7 @@ def estimate(key: jax.Array, arch: gm.Arch, n_inputs: int | None = None, trials:
   """
   n = default_n_inputs(arch) if n_inputs is None else int(n_inputs)
   with jax.enable_x64(x64):
-    r = _estimate_jit(key, init_std, temperature, min_gap, arch=arch, n_inputs=n, trials=int(trials),
+    r = estimate_kernel(key, init_std, temperature, min_gap, arch=arch, n_inputs=n, trials=int(trials),
                       init=init, row_normalize=row_normalize)
     r = jax.device_get(r)
   est = Estimate(int(r["rank_tol"]), int(r["rank_gap"]), float(r["gap_log10"]), bool(r["reliable"]),

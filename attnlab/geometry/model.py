@@ -28,6 +28,8 @@ from typing import Literal, NamedTuple, Sequence
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
 
 from attnlab.core import attention as core_attention
 
@@ -35,6 +37,7 @@ Kind = Literal["lightning", "softmax"]
 SoftmaxAxis = Literal["key", "query"]
 KINDS = ("lightning", "softmax")
 SOFTMAX_AXES = ("key", "query")
+INITS = ("fan_in", "normal")
 _HI = jax.lax.Precision.HIGHEST
 
 
@@ -107,24 +110,32 @@ def zeros_params(arch: Arch, dtype=None) -> Params:
   return tuple(Layer(*(jnp.zeros(s, dtype) for s in shapes)) for shapes in arch.layer_shapes())
 
 
+def param_scales(arch: Arch, init: str = "fan_in") -> np.ndarray:
+  """Per-parameter standard deviations (before ``init_std``), raveled like ``ravel_pytree``.
+
+  ``init="fan_in"``: layer i's entries get ``1 / sqrt(d_{i-1})`` (the spec's
+  default sigma = 1/sqrt(d_in)); ``init="normal"``: all 1 (NeuroDim's
+  ``torch.randn``; the spec's checks use ``init_std = 0.5``).
+  """
+  if init not in INITS:
+    raise ValueError(f"init must be one of {INITS}, got {init!r}")
+  out = []
+  for shapes in arch.layer_shapes():
+    d_in = shapes[0][1]
+    size = sum(r * c for r, c in shapes)
+    out.append(np.full(size, 1.0 / np.sqrt(d_in) if init == "fan_in" else 1.0))
+  return np.concatenate(out)
+
+
 def init_params(key: jax.Array, arch: Arch, init: str = "fan_in", init_std: float | jax.Array = 1.0,
                 dtype=None) -> Params:
-  """I.i.d. Gaussian weights.
+  """I.i.d. Gaussian weights, entry std ``init_std * param_scales(arch, init)``.
 
-  ``init="fan_in"``: every entry of layer i is N(0, (init_std / sqrt(d_{i-1}))^2)
-  (the spec's default sigma = 1/sqrt(d_in)); ``init="normal"``: N(0, init_std^2)
-  (NeuroDim: init_std = 1; the spec's checks: 0.5). ``init_std`` may be traced.
+  ``init_std`` may be traced. See :func:`param_scales`.
   """
-  if init not in ("fan_in", "normal"):
-    raise ValueError(f"init must be 'fan_in' or 'normal', got {init!r}")
-  layers = []
-  keys = jax.random.split(key, arch.depth)
-  for k, shapes in zip(keys, arch.layer_shapes()):
-    d_in = shapes[0][1]
-    std = init_std / jnp.sqrt(float(d_in)) if init == "fan_in" else init_std
-    ks = jax.random.split(k, 3)
-    layers.append(Layer(*(std * jax.random.normal(kk, s, dtype) for kk, s in zip(ks, shapes))))
-  return tuple(layers)
+  z = jax.random.normal(key, (arch.num_params,), dtype)
+  _, unravel = ravel_pytree(zeros_params(arch, z.dtype))
+  return unravel(z * init_std * jnp.asarray(param_scales(arch, init), z.dtype))
 
 
 def _attend(queries, keys, values, kind: str, temperature, softmax_axis: str) -> jax.Array:

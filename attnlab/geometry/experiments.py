@@ -1,0 +1,456 @@
+"""Engine experiments for the geometry of lightning self-attention (spec §5-§8).
+
+Factories (``config.experiment = "attnlab.geometry.experiments:<name>"``):
+
+* :func:`dimension`: any architecture (``widths``, ``attn_dims`` tuples).
+* :func:`uniform`: equal widths ``delta`` and equal attention dims ``a`` over
+  ``depth`` layers; any of ``delta``, ``a``, ``kind`` may be swept (Figure 3
+  sweeps ``delta``; the NeuroDim sweep sweeps ``a`` and ``kind``).
+* :func:`critical_points`: the single-layer rank table at structured points.
+* :func:`symmetries`: invariance errors of every symmetry, generator residuals,
+  Jacobian nullity against the symmetry dimension.
+
+The two estimator experiments are ``OneShot(jit=False)``: each run calls
+:func:`attnlab.geometry.estimator.estimate_kernel` (one compiled program per
+architecture, trials vmapped inside, later seeds reuse it) and reports its wall
+time, compile included, as ``seconds``. The other two are ``OneShot(jit=True)``
+(seeds and points vmapped by the engine). All run in float64 unless ``x64`` is
+off (the float32 precision-guard demo).
+
+Shared estimator fields (:func:`estimator_fields`, spec §5.3 [reconstructed]
+choices with the spec's defaults): ``kind``, ``t``, ``n_inputs`` (0: auto,
+the smallest N >= 10 with N d_l t >= 3P), ``trials``, ``init`` ("fan_in":
+std ``init_std / sqrt(d_in)``; "normal": std ``init_std``), ``init_std``,
+``temperature`` (1: none), ``softmax_axis`` ("key"), ``row_normalize``
+(True), ``min_gap`` (1e6), ``formula_gate`` (True),
+``formula_effective_widths`` (False), ``x64`` (True).
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+
+from attnlab.core import prng
+from attnlab.engine.config import check, check_choice, check_positive
+from attnlab.engine.experiment import ConfigError, OneShot
+from attnlab.geometry import critical as gc
+from attnlab.geometry import dimension as gd
+from attnlab.geometry import estimator as ge
+from attnlab.geometry import model as gm
+from attnlab.geometry import symmetries as gs
+
+ESTIMATOR_HPARAMS = ("init_std", "temperature", "min_gap")
+
+
+def estimator_fields(**overrides) -> dict:
+  """The shared estimator config fields with the spec's defaults (see module doc)."""
+  fields = dict(kind="softmax", t=3, n_inputs=0, trials=1, init="fan_in", init_std=1.0, temperature=1.0,
+                softmax_axis="key", row_normalize=True, min_gap=1e6, formula_gate=True,
+                formula_effective_widths=False, x64=True)
+  fields.update(overrides)
+  return fields
+
+
+# ----------------------------------------------------------------------------
+# Config resolution (shared by the factories and the summaries)
+
+
+def _int_tuple(cfg, name: str) -> tuple:
+  v = cfg[name]
+  if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
+    v = (v,)
+  if not isinstance(v, (tuple, list)) or not v:
+    raise ConfigError(name, f"must be a non-empty tuple of ints, got {v!r}")
+  for x in v:
+    if isinstance(x, bool) or not isinstance(x, (int, np.integer)):
+      raise ConfigError(name, f"entries must be ints, got {v!r}")
+    if x < 1:
+      raise ConfigError(name, f"entries must be >= 1, got {tuple(v)!r}")
+  return tuple(int(x) for x in v)
+
+
+def _check_estimator_fields(cfg) -> None:
+  check_choice(cfg, "kind", gm.KINDS)
+  check_choice(cfg, "softmax_axis", gm.SOFTMAX_AXES)
+  check_choice(cfg, "init", gm.INITS)
+  check(isinstance(cfg.t, int) and cfg.t >= 1, "t", f"must be an int >= 1, got {cfg.t!r}")
+  check(isinstance(cfg.n_inputs, int) and cfg.n_inputs >= 0, "n_inputs",
+        f"must be an int >= 0 (0: auto), got {cfg.n_inputs!r}")
+  check(isinstance(cfg.trials, int) and cfg.trials >= 1, "trials", f"must be an int >= 1, got {cfg.trials!r}")
+  check_positive(cfg, "init_std", "temperature")
+  check(cfg.min_gap > 1, "min_gap", f"must be > 1, got {cfg.min_gap!r}")
+
+
+def _arch(cfg, widths, attn_dims) -> gm.Arch:
+  if len(widths) != len(attn_dims) + 1:
+    raise ConfigError("attn_dims", f"has {len(attn_dims)} entries but widths {widths} has {len(widths)}; "
+                      f"need len(attn_dims) == len(widths) - 1 = {len(widths) - 1}")
+  kind = cfg.kind if isinstance(cfg.kind, str) else cfg.kind[0]
+  return gm.Arch(widths, attn_dims, kind, cfg.t, cfg.softmax_axis)
+
+
+def arch_of(cfg) -> gm.Arch:
+  """The architecture of a :func:`dimension` or :func:`uniform` config (validated)."""
+  _check_estimator_fields(cfg)
+  if "widths" in cfg:
+    return _arch(cfg, _int_tuple(cfg, "widths"), _int_tuple(cfg, "attn_dims"))
+  check(isinstance(cfg.depth, int) and cfg.depth >= 1, "depth", f"must be an int >= 1, got {cfg.depth!r}")
+  # The base config holds the whole tuple of a swept axis (each group gets one
+  # value): validate every entry and describe the first.
+  delta = _int_tuple(cfg, "delta")[0]
+  a = _int_tuple(cfg, "a")[0]
+  return _arch(cfg, (delta,) * (cfg.depth + 1), (a,) * cfg.depth)
+
+
+def n_inputs_of(cfg, arch: gm.Arch) -> int:
+  return cfg.n_inputs if cfg.n_inputs > 0 else ge.default_n_inputs(arch)
+
+
+def _expected(cfg, arch: gm.Arch) -> gd.Expected:
+  return gd.expected_dimension(arch.widths, arch.attn_dims, arch.kind, arch.t, gate=cfg.formula_gate,
+                               use_effective_widths=cfg.formula_effective_widths)
+
+
+def _coords_cfg(cfg, run: dict):
+  from attnlab.engine.grid import with_fields
+  return with_fields(cfg, dict(run.get("coords", {})))
+
+
+def _settings(runs: list[dict]) -> list[list[dict]]:
+  groups: dict[str, list] = {}
+  for r in runs:
+    groups.setdefault(json.dumps(r.get("coords", {}), sort_keys=True), []).append(r)
+  return list(groups.values())
+
+
+# ----------------------------------------------------------------------------
+# Estimator experiments
+
+
+def _estimator_experiment(cfg, summarize, figures) -> OneShot:
+  arch = arch_of(cfg)
+  n = n_inputs_of(cfg, arch)
+  static = dict(arch=arch, n_inputs=n, trials=cfg.trials, init=cfg.init, row_normalize=cfg.row_normalize)
+
+  def compute(key, hp, data):
+    del data
+    t0 = time.perf_counter()
+    out = ge.estimate_kernel(jnp.asarray(key), hp["init_std"], hp["temperature"], hp["min_gap"], **static)
+    out = jax.block_until_ready(out)
+    out = {k: np.asarray(v) for k, v in out.items()}
+    out["seconds"] = np.asarray(time.perf_counter() - t0)
+    out["n_inputs"] = np.asarray(n)
+    out["n_rows"] = np.asarray(n * arch.out_size)
+    out["parameters"] = np.asarray(arch.num_params)
+    return out
+
+  return OneShot(compute=compute, jit=False, x64=cfg.x64, hparams=ESTIMATOR_HPARAMS, summarize=summarize,
+                 figures=figures)
+
+
+def _row(cfg, runs: list[dict]) -> dict:
+  """One architecture's result over its seeds (max of rank_tol, as over trials)."""
+  ccfg = _coords_cfg(cfg, runs[0])
+  arch = arch_of(ccfg)
+  exp = _expected(ccfg, arch)
+  ok = [r for r in runs if r["status"] == "ok"]
+  best = max(ok, key=lambda r: r["final"]["rank_tol"]) if ok else runs[0]
+  f = best["final"]
+  est = int(f["rank_tol"])
+  ranks = [int(r["final"]["rank_tol"]) for r in ok]
+  reliable = bool(ok) and len(ok) == len(runs) and all(r["final"]["reliable"] for r in ok) and len(set(ranks)) == 1
+  return {
+      "widths": list(arch.widths), "attn_dims": list(arch.attn_dims), "kind": arch.kind, "t": arch.t,
+      "parameters": arch.num_params,
+      "expected_dimension": exp.value, "formula_note": exp.note,
+      "estimated_dimension": est, "rank_tol": est, "rank_gap": int(f["rank_gap"]),
+      "gap_log10": float(f["gap_log10"]), "reliable": reliable,
+      "matches_formula": (exp.value == est) if exp.value is not None else None,
+      "nullity": arch.num_params - est,
+      "symmetry_dimension": gd.symmetry_dimension(arch.widths, arch.attn_dims, arch.kind),
+      "seconds": float(sum(r["final"]["seconds"] for r in runs)),
+      "n_inputs": int(f["n_inputs"]), "jacobian_rows": int(f["n_rows"]), "trials": int(ccfg.trials),
+      "seeds": len(runs), "rank_tol_per_seed": ranks,
+      "rank_tol_trials": [int(x) for x in np.atleast_1d(f["rank_tol_trials"])],
+      "dtype": "float64" if ccfg.x64 else "float32",
+  }
+
+
+def _dimension_summary(cfg, runs):
+  rows = [_row(cfg, rs) for rs in _settings(runs)]
+  out = {"rows": rows}
+  if len(rows) == 1:
+    out.update(rows[0])
+  return out
+
+
+def _spectrum_figure(cfg, logs, outdir, name="spectrum.png"):
+  from attnlab.engine import plotting
+  import matplotlib.pyplot as plt
+  fig, ax = plt.subplots(figsize=(5.0, 3.2))
+  for r in logs.runs:
+    sv = np.asarray(r["final"].get("sv", []), dtype=np.float64)
+    if sv.size == 0 or not sv[0] > 0:
+      continue
+    rel = np.log10(np.maximum(sv / sv[0], 1e-300))
+    label = ", ".join(f"{k}={v}" for k, v in r.get("coords", {}).items()) or "run"
+    line, = ax.plot(np.arange(1, sv.size + 1), rel, lw=1.0, label=f"{label} (seed {r['seed']})")
+    ax.axvline(r["final"]["rank_tol"] + 0.5, color=line.get_color(), ls=":", lw=0.8)
+  ax.set_xlabel("k")
+  ax.set_ylabel(r"$\log_{10}\,\sigma_k/\sigma_1$ (row-normalised J)")
+  ax.set_title("Jacobian spectrum; dotted: estimated rank", fontsize=9)
+  if len(logs.runs) <= 12:
+    ax.legend(fontsize=6)
+  return plotting.savefig(fig, outdir / name)
+
+
+def _dimension_figures(cfg, logs, outdir):
+  return [_spectrum_figure(cfg, logs, outdir)]
+
+
+def dimension(cfg) -> OneShot:
+  """Neuromanifold dimension of one architecture (``widths``, ``attn_dims``)."""
+  return _estimator_experiment(cfg, _dimension_summary, _dimension_figures)
+
+
+def _uniform_summary(cfg, runs):
+  from attnlab.engine.grid import sweep_axes
+  settings = _settings(runs)
+  rows = [_row(cfg, rs) for rs in settings]
+  axes = list(sweep_axes(cfg)) if "sweep" in cfg else []
+  coords = [rs[0].get("coords", {}) for rs in settings]
+  order = sorted(range(len(rows)), key=lambda i: tuple(str(coords[i].get(a)).zfill(6) for a in axes))
+  out = {a: [coords[i].get(a) for i in order] for a in axes}
+  for key, src in (("estimated", "estimated_dimension"), ("expected", "expected_dimension"),
+                   ("reliable", "reliable"), ("rank_tol", "rank_tol"), ("rank_gap", "rank_gap"),
+                   ("gap_log10", "gap_log10"), ("parameters", "parameters"), ("seconds", "seconds")):
+    out[key] = [rows[i][src] for i in order]
+  out["all_match"] = all(rows[i]["matches_formula"] for i in order)
+  out["all_reliable"] = all(rows[i]["reliable"] for i in order)
+  out["rows"] = [rows[i] for i in order]
+  return out
+
+
+def _uniform_figures(cfg, logs, outdir):
+  from attnlab.engine import plotting
+  import matplotlib.pyplot as plt
+  summ = _uniform_summary(cfg, logs.runs)
+  rows = summ["rows"]
+  x_name = "delta" if len({r["widths"][0] for r in rows}) > 1 else "a"
+  xs = [r["widths"][0] if x_name == "delta" else r["attn_dims"][0] for r in rows]
+  fig, ax = plt.subplots(figsize=(4.6, 3.2))
+  for kind in sorted({r["kind"] for r in rows}):
+    idx = [i for i, r in enumerate(rows) if r["kind"] == kind]
+    x = np.array([xs[i] for i in idx])
+    est = np.array([rows[i]["estimated_dimension"] for i in idx], dtype=float)
+    expd = np.array([np.nan if rows[i]["expected_dimension"] is None else rows[i]["expected_dimension"]
+                     for i in idx])
+    line, = ax.plot(x, expd, "-", lw=1.2, label=f"Expected (formula), {kind}")
+    ax.plot(x, est, "o", mfc="none", color=line.get_color(), label=f"Estimated (Jacobian rank), {kind}")
+    bad = [j for j, i in enumerate(idx) if not rows[i]["reliable"]]
+    if bad:
+      ax.plot(x[bad], est[bad], "x", color="red", label="unreliable")
+  ax.set_xlabel(r"$\delta$ (= $d_0$ = ... = $d_l$)" if x_name == "delta" else "Hidden dim. (a)")
+  ax.set_ylabel("Neuromanifold dim.")
+  r0 = rows[0]
+  ax.set_title(f"l = {len(r0['attn_dims'])}, t = {r0['t']}, N = {r0['n_inputs']}, {r0['dtype']}", fontsize=9)
+  ax.legend(fontsize=6)
+  return [plotting.savefig(fig, outdir / "dimension.png"), _spectrum_figure(cfg, logs, outdir)]
+
+
+def uniform(cfg) -> OneShot:
+  """Equal widths ``delta`` and attention dims ``a`` over ``depth`` layers."""
+  return _estimator_experiment(cfg, _uniform_summary, _uniform_figures)
+
+
+# ----------------------------------------------------------------------------
+# Critical points (single layer, structured weights)
+
+
+def critical_points(cfg) -> OneShot:
+  """Jacobian rank of one layer at the structured points of spec §3.2.
+
+  ``point`` is a traced index into :data:`attnlab.geometry.critical.POINT_NAMES`
+  (swept), so the whole table is one compiled program.
+  """
+  _check_estimator_fields(cfg)
+  widths = _int_tuple(cfg, "widths")
+  attn_dims = _int_tuple(cfg, "attn_dims")
+  arch = _arch(cfg, widths, attn_dims)
+  check(arch.depth == 1, "attn_dims", f"critical points are defined for one layer, got {attn_dims}")
+  pts = cfg.point if isinstance(cfg.point, (tuple, list)) else (cfg.point,)
+  for p in pts:
+    check(isinstance(p, int) and 0 <= p < len(gc.POINT_NAMES), "point",
+          f"must be an index into {gc.POINT_NAMES}, got {cfg.point!r}")
+  n = n_inputs_of(cfg, arch)
+
+  def make_data(key, hp):
+    return ge.draw_inputs(key, arch, n, cfg.trials)
+
+  def compute(key, hp, data):
+    theta = ge.draw_params(prng.stream(key, prng.INIT), arch, cfg.trials, cfg.init, hp["init_std"])
+
+    def structure(th):
+      (layer,) = ravel_pytree(gm.zeros_params(arch, th.dtype))[1](th)
+      return ravel_pytree((gc.structured_point_index(layer, hp["point"]),))[0]
+
+    theta = jax.vmap(structure)(theta)
+    out = ge.estimate_from_data({"theta": theta, "X": data}, arch, hp["temperature"], hp["min_gap"],
+                                cfg.row_normalize)
+    return {k: out[k] for k in ("rank_tol", "rank_gap", "gap_log10", "reliable", "sv")}
+
+  def summarize(cfg, runs):
+    rows = []
+    for rs in _settings(runs):
+      p = int(rs[0]["coords"].get("point", cfg.point if isinstance(cfg.point, int) else 0))
+      name = gc.POINT_NAMES[p]
+      desc, ref = gc.POINTS[name]
+      ranks = [int(r["final"]["rank_tol"]) for r in rs]
+      rows.append({"point": name, "description": desc, "rank": max(ranks), "rank_per_seed": ranks,
+                   "rank_gap": int(rs[0]["final"]["rank_gap"]), "gap_log10": float(rs[0]["final"]["gap_log10"]),
+                   "reliable": all(bool(r["final"]["reliable"]) for r in rs),
+                   "spec_rank": ref})
+    rows.sort(key=lambda r: gc.POINT_NAMES.index(r["point"]))
+    generic = gd.expected_dimension(arch.widths, arch.attn_dims, arch.kind, arch.t).value
+    return {"points": [r["point"] for r in rows], "ranks": [r["rank"] for r in rows],
+            "spec_ranks": [r["spec_rank"] for r in rows], "generic_formula": generic,
+            "all_match_spec": all(r["rank"] == r["spec_rank"] for r in rows), "rows": rows,
+            "spec_table_applies": (arch.widths, arch.attn_dims, arch.kind, arch.t) == ((4, 3), (2,), "lightning", 3)}
+
+  def figures(cfg, logs, outdir):
+    from attnlab.engine import plotting
+    import matplotlib.pyplot as plt
+    s = summarize(cfg, logs.runs)
+    fig, ax = plt.subplots(figsize=(5.6, 3.0))
+    x = np.arange(len(s["points"]))
+    ax.bar(x - 0.2, s["ranks"], 0.4, label="Jacobian rank (ours)")
+    ax.bar(x + 0.2, s["spec_ranks"], 0.4, label="spec §3.2 table", alpha=0.6)
+    ax.set_xticks(x, s["points"], rotation=30, fontsize=7)
+    ax.set_ylabel("rank")
+    ax.set_title(f"single layer d={arch.widths[0]}, d'={arch.widths[1]}, a={arch.attn_dims[0]}, "
+                 f"{arch.kind}", fontsize=9)
+    ax.legend(fontsize=6)
+    return [plotting.savefig(fig, outdir / "critical_points.png")]
+
+  return OneShot(compute=compute, jit=True, x64=cfg.x64, make_data=make_data,
+                 hparams=("point",) + ESTIMATOR_HPARAMS, summarize=summarize, figures=figures)
+
+
+# ----------------------------------------------------------------------------
+# Symmetries
+
+
+def _rel(a: jax.Array, b: jax.Array) -> jax.Array:
+  return jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(b))
+
+
+def symmetry_checks(key: jax.Array, X: jax.Array, arch: gm.Arch, init: str = "fan_in", init_std=1.0,
+                    scale_c=1.7, temperature=1.0, min_gap=1e6) -> dict[str, jax.Array]:
+  """Invariance errors, generator residuals, and nullity vs symmetry dimension (spec checks 2-3).
+
+  Args:
+    key: INIT-stream key (weights, group elements). X: ``(N, d_0, t)`` inputs.
+  Returns 0-d arrays:
+    ``gl_err``, ``pass_err``, ``scale_err`` (max over layers of the max-norm
+    relative change of phi), ``swap_err`` (single layer ``(d_0 -> 1)``, a = 1);
+    ``gen_gl``, ``gen_pass``, ``gen_scale``: max over generators of
+    ``||J xi|| / (||J||_2 ||xi||)`` (raw J); ``rank``, ``nullity`` (row-normalised
+    J), ``symmetry_dimension`` (the formula of
+    :func:`attnlab.geometry.dimension.symmetry_dimension`); ``gap_log10``, ``reliable``.
+  """
+  kind, ax = arch.kind, arch.softmax_axis
+  ks = jax.random.split(key, 8)
+  params = gm.init_params(ks[0], arch, init, init_std)
+  phi = lambda p, XX=X: gm.forward(p, XX, kind, temperature, ax)
+  y = phi(params)
+  L = arch.depth
+  gl = [_rel(phi(gs.gl_rotation(params, i, gs.random_conditioned(jax.random.fold_in(ks[1], i), arch.attn_dims[i]))), y)
+        for i in range(L)]
+  pt = [_rel(phi(gs.pass_through(params, i, gs.random_conditioned(jax.random.fold_in(ks[2], i), arch.widths[i + 1]))), y)
+        for i in range(L - 1)]
+  sc = [_rel(phi(gs.scaling(params, i, scale_c)), y) for i in range(L)]
+  single = gm.Arch((arch.widths[0], 1), (1,), kind, arch.t, ax)
+  p1 = gm.init_params(ks[3], single, init, init_std)
+  swap = _rel(phi(gs.kv_swap(p1, 0)), phi(p1))
+
+  theta, unravel = ravel_pytree(params)
+  flat = lambda th: phi(unravel(th)).reshape(-1)
+  J = jax.jacfwd(flat)(theta)
+  Jnorm = jnp.linalg.norm(J, ord=2)
+
+  def resid(tangent):
+    xi = ravel_pytree(tangent)[0]
+    return jnp.linalg.norm(jnp.matmul(J, xi, precision=jax.lax.Precision.HIGHEST)) / (Jnorm * jnp.linalg.norm(xi))
+
+  gen_gl = [resid(gs.gl_generator(params, i, jax.random.normal(jax.random.fold_in(ks[4], i),
+                                                                (arch.attn_dims[i],) * 2))) for i in range(L)]
+  gen_pass = [resid(gs.pass_through_generator(params, i, jax.random.normal(jax.random.fold_in(ks[5], i),
+                                                                            (arch.widths[i + 1],) * 2)))
+              for i in range(L - 1)]
+  gen_scale = [resid(gs.scaling_generator(params, i)) for i in range(L)]
+  stats = ge.rank_stats(J, min_gap, True)
+  zero = jnp.zeros((), y.dtype)
+  mx = lambda v: jnp.max(jnp.stack(v)) if v else zero
+  return {"gl_err": mx(gl), "pass_err": mx(pt), "scale_err": mx(sc), "swap_err": swap,
+          "gen_gl": mx(gen_gl), "gen_pass": mx(gen_pass), "gen_scale": mx(gen_scale),
+          "rank": stats["rank_tol"], "nullity": arch.num_params - stats["rank_tol"],
+          "symmetry_dimension": jnp.asarray(gd.symmetry_dimension(arch.widths, arch.attn_dims, kind)),
+          "gap_log10": stats["gap_log10"], "reliable": stats["reliable"]}
+
+
+def symmetries(cfg) -> OneShot:
+  """Invariance errors of every symmetry and the Jacobian kernel (sweep ``kind`` for both kinds)."""
+  arch = arch_of(cfg)
+  check(cfg.scale_c > 0 and cfg.scale_c != 1, "scale_c", f"must be > 0 and != 1, got {cfg.scale_c!r}")
+  n = n_inputs_of(cfg, arch)
+
+  def make_data(key, hp):
+    return ge.draw_inputs(key, arch, n, 1)[0]
+
+  def compute(key, hp, data):
+    return symmetry_checks(prng.stream(key, prng.INIT), data, arch, cfg.init, hp["init_std"], hp["scale_c"],
+                           hp["temperature"], hp["min_gap"])
+
+  def summarize(cfg, runs):
+    out = {}
+    for rs in _settings(runs):
+      kind = rs[0]["coords"].get("kind", cfg.kind if isinstance(cfg.kind, str) else None)
+      f = {k: [r["final"][k] for r in rs] for k in rs[0]["final"]}
+      worst = {k: float(np.max(v)) for k, v in f.items() if k.endswith("_err") or k.startswith("gen_")}
+      invariant_expected = {"gl_err": True, "pass_err": True, "scale_err": kind == "lightning",
+                            "swap_err": kind == "lightning"}
+      verdict = {k: (worst[k] <= 1e-12) if inv else (worst[k] > 1e-3) for k, inv in invariant_expected.items()}
+      gens = ["gen_gl", "gen_pass"] + (["gen_scale"] if kind == "lightning" else [])
+      verdict.update({k: worst[k] <= 1e-10 for k in gens})
+      out[kind] = {**worst, "nullity": [int(v) for v in f["nullity"]],
+                   "symmetry_dimension": int(f["symmetry_dimension"][0]),
+                   "nullity_matches": all(int(v) == int(f["symmetry_dimension"][0]) for v in f["nullity"]),
+                   "reliable": all(bool(v) for v in f["reliable"]), "checks_pass": verdict,
+                   "all_pass": all(verdict.values())}
+    return {"by_kind": out, "all_pass": all(v["all_pass"] and v["nullity_matches"] for v in out.values())}
+
+  def figures(cfg, logs, outdir):
+    from attnlab.engine import plotting
+    import matplotlib.pyplot as plt
+    s = summarize(cfg, logs.runs)["by_kind"]
+    names = ["gl_err", "pass_err", "scale_err", "swap_err", "gen_gl", "gen_pass", "gen_scale"]
+    fig, ax = plt.subplots(figsize=(5.6, 3.0))
+    x = np.arange(len(names))
+    for j, (kind, v) in enumerate(sorted(s.items())):
+      vals = [max(v[n], 1e-18) for n in names]
+      ax.bar(x + (j - 0.5) * 0.4, np.log10(vals), 0.4, label=kind)
+    ax.axhline(-12, color="k", ls=":", lw=0.8)
+    ax.set_xticks(x, names, rotation=30, fontsize=7)
+    ax.set_ylabel(r"$\log_{10}$ relative change / residual")
+    ax.set_title(f"symmetries at widths={arch.widths}, a={arch.attn_dims}", fontsize=9)
+    ax.legend(fontsize=6)
+    return [plotting.savefig(fig, outdir / "symmetries.png")]
+
+  return OneShot(compute=compute, jit=True, x64=cfg.x64, make_data=make_data,
+                 hparams=("init_std", "scale_c", "temperature", "min_gap"), summarize=summarize, figures=figures)

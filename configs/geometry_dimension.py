@@ -1,0 +1,41 @@
+"""Neuromanifold dimension of any deep attention architecture (Henry, Marchetti & Kohn 2025).
+
+Estimates the dimension as the float64 rank of the parameter Jacobian over N
+random inputs (``jax.jacfwd``, row normalisation, SVD; tolerance rank and
+largest-gap rank must agree with a gap >= ``min_gap``) and compares it with the
+formula (spec §3.3-§3.4), which is only applied inside (B1)-(B3).
+
+Command:
+  python -m attnlab.run --config=configs/geometry_dimension.py --workdir=/tmp/geo_dim \
+      --config.widths='(5,4,3)' --config.attn_dims='(2,3)' --config.kind=lightning
+
+Runtime: 5-15 s on 2 CPU cores (one compiled program per architecture), e.g.
+~4 s of compute for P <= 400.
+
+Expected result (summary.json): for the default (4,4,4)/(2,2) softmax,
+``parameters = 64``, ``expected_dimension = 40``, ``estimated_dimension = 40``,
+``reliable = true``, ``gap_log10`` > 6, ``nullity = symmetry_dimension = 24``.
+For (5,4,3)/(2,3) lightning: 45 == 45. Outside (B1)-(B3), e.g. widths (2,3,2),
+a = (1,1), lightning: ``expected_dimension = null`` with the reason in
+``formula_note``, and the estimate 8.
+
+Fields: ``widths`` = (d_0, ..., d_l) and ``attn_dims`` = (a_1, ..., a_l) are
+tuples (``--config.widths='(6,5,4)' --config.attn_dims='(3,2)'``); the other
+fields are those of :func:`attnlab.geometry.experiments.estimator_fields`.
+``x64=False`` runs in float32 to demonstrate the precision guard.
+Argument ``:float32`` sets that mode.
+"""
+from attnlab.engine.config import base_config, parse_arg
+from attnlab.geometry.experiments import estimator_fields
+
+
+def get_config(arg=None):
+  a = parse_arg(arg, float32=False)
+  cfg = base_config(
+      "attnlab.geometry.experiments:dimension",
+      widths=(4, 4, 4),
+      attn_dims=(2, 2),
+      **estimator_fields(x64=not a["float32"]),
+  )
+  cfg.lock()
+  return cfg
