@@ -135,8 +135,8 @@ def paper_step(u, theta: BlockParams, h=1.0, literal: bool = False):
   eye = jnp.eye(d, dtype=u.dtype)
   w1p, w2p = f1.w1 - eye, f1.w2 - eye
   hi = jax.lax.Precision.HIGHEST
-  u3 = ops.activation(f1.act)(u2 + jnp.einsum("nd,df->nf", u2, w1p, precision=hi) + f1.b1)
-  u4 = u3 + jnp.einsum("nf,fd->nd", u3, w2p, precision=hi) + f1.b2
+  u3 = ops.activation(f1.act)(u2 + jnp.einsum("nd,df->nf", u2, w1p, precision=hi) + f1.b1[None, :])
+  u4 = u3 + jnp.einsum("nf,fd->nd", u3, w2p, precision=hi) + f1.b2[None, :]
   u5 = 0.5 * (u4 + u2)
   return ops.layernorm(u5, f2.replace(eps=f2.eps / 4.0))
 

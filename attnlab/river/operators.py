@@ -69,7 +69,7 @@ def attention(u: jax.Array, p: AttnParams) -> jax.Array:
   q, k, v = _proj(u, p.wq, p.bq), _proj(u, p.wk, p.bk), _proj(u, p.wv, p.bv)
   heads = _heads_attend(q, k, v, p.scale, p.causal)  # (H, d_h, N)
   out = jnp.einsum("hen,hef->nf", heads, p.wo, precision=_HI)
-  return out if p.bo is None else out + p.bo
+  return out if p.bo is None else out + _row(p.bo, out)
 
 
 def attention_matrices(u: jax.Array, p: AttnParams) -> jax.Array:
@@ -92,15 +92,23 @@ def attention_absorbed(u: jax.Array, p: AttnParams) -> jax.Array:
   v = jnp.einsum("nd,hdf->hfn", u, absorbed_value(p), precision=_HI)
   out = _heads_attend(q, k, v, p.scale, p.causal).sum(0).T
   if p.bv is not None:
-    out = out + jnp.einsum("he,hef->f", p.bv, p.wo, precision=_HI)
-  return out if p.bo is None else out + p.bo
+    out = out + _row(jnp.einsum("he,hef->f", p.bv, p.wo, precision=_HI), out)
+  return out if p.bo is None else out + _row(p.bo, out)
 
 
 def ffn(u: jax.Array, p: FFNParams) -> jax.Array:
   """F(u) = act(u W1 + b1) W2 + b2: (N, d) -> (N, d)."""
   chex.assert_rank(u, 2)
-  hidden = _act(p.act)(jnp.einsum("nd,df->nf", u, p.w1, precision=_HI) + p.b1)
-  return jnp.einsum("nf,fd->nd", hidden, p.w2, precision=_HI) + p.b2
+  pre = jnp.einsum("nd,df->nf", u, p.w1, precision=_HI)
+  hidden = _act(p.act)(pre + _row(p.b1, pre))
+  out = jnp.einsum("nf,fd->nd", hidden, p.w2, precision=_HI)
+  return out + _row(p.b2, out)
+
+
+def _row(v, u):
+  """Broadcast a per-feature vector (d,) (or a scalar) against u: (..., d) explicitly."""
+  v = jnp.asarray(v)
+  return v if v.ndim == 0 else v.reshape((1,) * (u.ndim - 1) + v.shape)
 
 
 def _moments(u):
@@ -140,7 +148,7 @@ def layernorm(u: jax.Array, p: NormParams) -> jax.Array:
     chex.assert_rank([p.sigma1, p.sigma2], 0)
     return layernorm_project(u, p.sigma1, p.sigma2, p.eps)
   if p.mode == "affine":
-    return p.sigma2 * normalize(u, p.eps) + p.sigma1
+    return _row(p.sigma2, u) * normalize(u, p.eps) + _row(p.sigma1, u)
   raise ValueError(f"unknown norm mode {p.mode!r}")
 
 

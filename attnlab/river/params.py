@@ -28,6 +28,7 @@ from typing import Optional
 import flax.struct
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 ACTIVATIONS = ("relu", "gelu", "tanh", "silu")
 NORM_MODES = ("projection", "affine")
@@ -102,6 +103,8 @@ def init_block(key: jax.Array, d: int, heads: int, d_ff: int, *, act: str = "gel
                eps: float = 0.0, ffn_bias_scale: float = 0.1, dtype=None) -> BlockParams:
   """Random block in the spec's Appendix A.1 scaling.
 
+  ``key``: a JAX PRNG key, or a ``numpy.random.Generator`` (host draw).
+
   ``wq, wk, wv ~ N(0, 1/d)``, ``wo ~ N(0, 1/d_h)``, ``w1 ~ N(0, 1/d)``,
   ``w2 ~ N(0, 1/d_ff)``, ``b1, b2 ~ ffn_bias_scale * N(0, 1)``; attention
   biases (if ``use_bias``) ``~ 0.1 N(0, 1)``. With ``heads = 1`` and
@@ -115,27 +118,34 @@ def init_block(key: jax.Array, d: int, heads: int, d_ff: int, *, act: str = "gel
     raise ValueError(f"act must be one of {ACTIVATIONS}, got {act!r}")
   dtype = dtype or jnp.zeros(()).dtype
   dh = d // heads
-  ks = jax.random.split(key, 14)
-  n = lambda k, shape, s: (s * jax.random.normal(k, shape)).astype(dtype)
+  shapes = {"wq": (heads, d, dh), "wk": (heads, d, dh), "wv": (heads, d, dh), "wo": (heads, dh, d),
+            "w1": (d, d_ff), "b1": (d_ff,), "w2": (d_ff, d), "b2": (d,), "bq": (heads, dh),
+            "bk": (heads, dh), "bv": (heads, dh), "bo": (d,), "g1": (d,), "s1": (d,), "g2": (d,),
+            "s2": (d,)}
+  sizes = [int(np.prod(v)) for v in shapes.values()]
+  # one normal draw sliced into pieces: a single threefry call compiles fast
+  host = isinstance(key, np.random.Generator)  # host draw: no threefry / eager-op compiles
+  flat = key.normal(size=sum(sizes)) if host else jax.random.normal(key, (sum(sizes),), dtype)
+  offs = np.cumsum([0] + sizes)
+  z = {k: flat[offs[i]:offs[i + 1]].reshape(v) for i, (k, v) in enumerate(shapes.items())}
+  n = lambda name, s: jnp.asarray(s * z[name], dtype)
   if heads == 1 and dh == d:
-    wo = jnp.eye(d, dtype=dtype)[None]
+    wo = jnp.asarray(np.eye(d)[None], dtype)
   else:
-    wo = n(ks[3], (heads, dh, d), dh ** -0.5)
+    wo = n("wo", dh ** -0.5)
   biases = {}
   if use_bias:
-    biases = dict(bq=n(ks[8], (heads, dh), 0.1), bk=n(ks[9], (heads, dh), 0.1),
-                  bv=n(ks[10], (heads, dh), 0.1), bo=n(ks[11], (d,), 0.1))
-  attn = AttnParams(wq=n(ks[0], (heads, d, dh), d ** -0.5), wk=n(ks[1], (heads, d, dh), d ** -0.5),
-                    wv=n(ks[2], (heads, d, dh), d ** -0.5), wo=wo,
-                    scale=jnp.full((heads,), dh ** -0.5, dtype), causal=causal, **biases)
-  ffn = FFNParams(w1=n(ks[4], (d, d_ff), d ** -0.5), b1=n(ks[5], (d_ff,), ffn_bias_scale),
-                  w2=n(ks[6], (d_ff, d), d_ff ** -0.5), b2=n(ks[7], (d,), ffn_bias_scale), act=act)
+    biases = dict(bq=n("bq", 0.1), bk=n("bk", 0.1), bv=n("bv", 0.1), bo=n("bo", 0.1))
+  attn = AttnParams(wq=n("wq", d ** -0.5), wk=n("wk", d ** -0.5), wv=n("wv", d ** -0.5), wo=wo,
+                    scale=jnp.asarray(np.full((heads,), dh ** -0.5), dtype), causal=causal, **biases)
+  ffn = FFNParams(w1=n("w1", d ** -0.5), b1=n("b1", ffn_bias_scale), w2=n("w2", d_ff ** -0.5),
+                  b2=n("b2", ffn_bias_scale), act=act)
   if norm_mode == "projection":
     ln1 = scalar_norm(0.0, 1.0, eps, dtype)
     ln2 = scalar_norm(0.0, 1.0, eps, dtype)
   elif norm_mode == "affine":
-    ln1 = NormParams(n(ks[12], (d,), 0.1), 1 + n(ks[12], (d,), 0.1), eps=float(eps), mode="affine")
-    ln2 = NormParams(n(ks[13], (d,), 0.1), 1 + n(ks[13], (d,), 0.1), eps=float(eps), mode="affine")
+    ln1 = NormParams(n("s1", 0.1), 1 + n("g1", 0.1), eps=float(eps), mode="affine")
+    ln2 = NormParams(n("s2", 0.1), 1 + n("g2", 0.1), eps=float(eps), mode="affine")
   else:
     raise ValueError(f"norm_mode must be one of {NORM_MODES}, got {norm_mode!r}")
   return BlockParams(attn=attn, ln1=ln1, ffn=ffn, ln2=ln2)
