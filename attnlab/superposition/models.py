@@ -179,9 +179,11 @@ def diagnostics(params: dict, student: str, y_scale: jax.Array) -> dict:
   s = effective_diag(params, student)
   E = embeddings(params, student)
   norms2 = jnp.sum(E ** 2, axis=0)
-  G = E.T @ E
-  cos2 = G ** 2 / (norms2[:, None] * norms2[None, :] + 1e-30)
-  interference = (jnp.sum(cos2) - jnp.sum(jnp.diagonal(cos2))) / E.shape[1]
+  # sum_{i != j} cos^2(w_i, w_j) = ||U U^T||_F^2 - sum_i ||u_i||^4 with u_i = w_i / |w_i|: a K x K
+  # product instead of the N x N Gram matrix
+  U = E / jnp.sqrt(norms2 + 1e-30)[None, :]
+  G = U @ U.T
+  interference = (jnp.sum(G * G) - jnp.sum(jnp.sum(U * U, axis=0) ** 2)) / E.shape[1]
   out = {
       "represented": jnp.sum(s > 0.5 * y_scale).astype(jnp.float32),
       "interference": interference,

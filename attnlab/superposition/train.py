@@ -142,3 +142,28 @@ def evaluate(state: dict, hp: dict, spec: Spec) -> dict:
   for i in spec.probes():
     out[f"frac_{i + 1}"] = s[i] / y_scale[i]
   return out
+
+
+def simulate(key: jax.Array, hp: dict, spec: Spec, eval_mask) -> tuple[dict, dict]:
+  """Train one run for ``len(eval_mask)`` steps in one ``lax.scan`` (tests, benchmark).
+
+  ``eval_mask: bool[steps]`` (a NumPy constant, so the ``lax.cond`` predicate is
+  never batched, also under ``vmap``) marks the steps after which the loss
+  and ``s_i`` are evaluated. Returns ``(final state, {"loss0": L(0),
+  "loss": [steps], "s": [steps, N]})`` with zeros at steps not evaluated.
+  Configs run through the engine instead, which does the same per chunk.
+  """
+  state = init_state(key, hp, spec)
+  zeros = (jnp.zeros((), jnp.float32), jnp.zeros((spec.n,), jnp.float32))
+
+  def measure(st):
+    return eval_loss(st["params"], st["eval_key"], hp, spec), models.effective_diag(st["params"], spec.student)
+
+  def body(st, do_eval):
+    st, _ = train_step(st, hp, spec)
+    out = jax.lax.cond(do_eval, measure, lambda _: zeros, st)
+    return st, out
+
+  loss0 = measure(state)[0]
+  state, (loss, s) = jax.lax.scan(body, state, jnp.asarray(eval_mask))
+  return state, {"loss0": loss0, "loss": loss, "s": s}
