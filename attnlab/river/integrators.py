@@ -75,11 +75,14 @@ def heun_proj_step(f: Field, proj, u, theta, h):
 def sub_flow(f: Field, u, theta, tau, solver: str = "rk4", m: int = 1, proj=None):
   """Approximate the time-``tau`` flow of ``f`` with ``m`` ``solver`` steps (static m)."""
   one = SOLVERS[solver]
-  for _ in range(m):  # m is a small static count of substeps inside ONE layer step
-    u = one(f, u, theta, tau / m)
-    if proj is not None:
-      u = proj(u, theta)
-  return u
+
+  def sub(_, v):
+    v = one(f, v, theta, tau / m)
+    return v if proj is None else proj(v, theta)
+
+  if m == 1:
+    return sub(0, u)
+  return jax.lax.fori_loop(0, m, sub, u)  # a loop, not an unrolled body: compile time O(1) in m
 
 
 def lie_step(fields: Sequence[Field], u, theta, h, sub: str = "euler", m: int = 1, proj=None):
