@@ -74,7 +74,7 @@ def get_config(arg=None):
       ratio_from=5,
       ratio_to=30,
   )
-  cfg.k = cfg.get_ref("d")
+  cfg.k = cfg.get_ref("d") * 1  # follows --config.d unless k is overridden itself
   cfg.sweep.method = cfg.get_ref("methods")
   cfg.sweep.kappa = cfg.get_ref("kappa")
   if a["eta01"]:

@@ -20,6 +20,10 @@ chunk_steps         100        steps per compiled ``lax.scan`` chunk; metrics
 ckpt_every          5          checkpoint every k chunks (0: never)
 x64                 False      run in float64 (``jax.enable_x64``)
 max_parallel_runs   0          runs per compiled batch (0: all runs of a group)
+lanes               8          runs vmapped in lockstep (per device); batches are
+                               padded to a multiple of lanes x devices. Run i is
+                               bit-identical for any grid, batch and device count
+                               with the same lanes (raise it on GPUs)
 ==================  =========  ===============================================
 
 Experiment fields are added next to these at the top level (flat configs keep
@@ -34,7 +38,7 @@ import ml_collections
 from attnlab.engine.experiment import ConfigError
 
 ENGINE_FIELDS = ("experiment", "seed", "seeds", "sweep", "steps", "log_every", "log_spacing",
-                 "n_log_points", "chunk_steps", "ckpt_every", "x64", "max_parallel_runs")
+                 "n_log_points", "chunk_steps", "ckpt_every", "x64", "max_parallel_runs", "lanes")
 
 
 def base_config(experiment: str, **fields: Any) -> ml_collections.ConfigDict:
@@ -55,6 +59,7 @@ def base_config(experiment: str, **fields: Any) -> ml_collections.ConfigDict:
   cfg.ckpt_every = 5
   cfg.x64 = False
   cfg.max_parallel_runs = 0
+  cfg.lanes = 8
   sweep = fields.pop("sweep", None)
   for k, v in fields.items():
     setattr(cfg, k, v)

@@ -26,7 +26,7 @@ from attnlab.engine.config import ENGINE_FIELDS
 
 _ENGINE_REQUIRED = {"experiment": str, "seed": int, "seeds": int, "steps": int, "log_every": int,
                     "log_spacing": str, "n_log_points": int, "chunk_steps": int, "ckpt_every": int,
-                    "x64": bool, "max_parallel_runs": int}
+                    "x64": bool, "max_parallel_runs": int, "lanes": int}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,6 +134,8 @@ def check_engine_fields(cfg: ml_collections.ConfigDict) -> None:
     raise ConfigError("chunk_steps", f"must be >= 1, got {cfg.chunk_steps}")
   if cfg.ckpt_every < 0:
     raise ConfigError("ckpt_every", f"must be >= 0, got {cfg.ckpt_every}")
+  if cfg.lanes < 1:
+    raise ConfigError("lanes", f"must be >= 1, got {cfg.lanes}")
   if cfg.max_parallel_runs < 0:
     raise ConfigError("max_parallel_runs", f"must be >= 0, got {cfg.max_parallel_runs}")
 

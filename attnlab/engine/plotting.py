@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pathlib
+import warnings
 from typing import Sequence
 
 import matplotlib
@@ -29,7 +30,8 @@ def band(ax, steps: np.ndarray, Y: np.ndarray, label: str | None = None, color=N
   Y = np.asarray(Y, dtype=np.float64)
   if Y.ndim == 1:
     Y = Y[None]
-  with np.errstate(all="ignore"):
+  with warnings.catch_warnings(), np.errstate(all="ignore"):
+    warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns after a divergence
     med = np.nanmedian(Y, axis=0)
     lo, hi = np.nanpercentile(Y, 25, axis=0), np.nanpercentile(Y, 75, axis=0)
   (line,) = ax.plot(steps, med, label=label, color=color, lw=1.4)

@@ -27,9 +27,9 @@ class Progress:
   def advance(self, n: int) -> None:
     if n <= 0:
       return
-    if self._started_at is None:
-      self._started_at = (time.time(), self.done)
     self.done += n
+    if self._started_at is None:  # the first chunk includes compilation: rate from the second on
+      self._started_at = (time.time(), self.done)
     self._print()
 
   def _eta(self) -> str:

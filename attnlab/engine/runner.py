@@ -88,6 +88,87 @@ def _sharding():
   return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("runs"))
 
 
+def _vmapped(fn, in_axes, lanes: int):
+  """``jit`` of ``fn`` mapped over the leading run axis, bit-stable.
+
+  XLA's CPU code for a vmapped function depends on the batch size (a run's
+  floats can change in the last bit between a batch of 1 and of 4), but not on
+  a run's position in the batch. So runs always execute in vmaps of exactly
+  ``lanes`` runs, and ``lax.map`` walks over the groups of lanes; with several
+  devices, each device does this for its share through ``shard_map``. Run i's
+  results then do not depend on the grid, the batch or the device count.
+  The leading axis must be a multiple of ``lanes`` x the device count.
+  """
+  v = jax.vmap(fn, in_axes=in_axes)
+
+  def per_device(*args):
+    mapped = [a for a, ax in zip(args, in_axes) if ax == 0]
+    n = jax.tree.leaves(mapped)[0].shape[0] // lanes
+    if n == 1:
+      return v(*args)
+
+    def one(chunk):
+      it = iter(chunk)
+      return v(*[next(it) if ax == 0 else a for a, ax in zip(args, in_axes)])
+
+    split = jax.tree.map(lambda x: x.reshape((n, lanes) + x.shape[1:]), mapped)
+    out = jax.lax.map(one, split)
+    return jax.tree.map(lambda x: x.reshape((n * lanes,) + x.shape[2:]), out)
+
+  jitted = jax.jit(per_device)
+  sharding = _sharding()
+  if sharding is None:
+    return jitted
+  return _PerShard(jitted, in_axes, sharding)
+
+
+class _PerShard:
+  """Run a jitted per-device program on every addressable shard of the run
+  axis and reassemble the outputs as arrays sharded by ``NamedSharding``.
+
+  Each device executes the very program a single device would (dispatch is
+  asynchronous, so devices run concurrently). The SPMD partitioner
+  (``shard_map`` or ``jit`` with shardings) compiles a different program whose
+  floats can differ in the last bit, which would break "run i is identical
+  alone, batched and sharded". In a multi-host run each process executes its
+  addressable shards.
+  """
+
+  def __init__(self, jitted, in_axes, sharding):
+    self.jitted, self.in_axes, self.sharding = jitted, in_axes, sharding
+
+  def _shards(self, args):
+    devices = [s.device for s in jax.tree.leaves([a for a, ax in zip(args, self.in_axes) if ax == 0])[0]
+               .addressable_shards]
+    per_dev = []
+    for i, dev in enumerate(devices):
+      local = []
+      for a, ax in zip(args, self.in_axes):
+        if ax == 0:
+          local.append(jax.tree.map(lambda x: x.addressable_shards[i].data, a))
+        else:
+          local.append(jax.device_put(a, dev))
+      per_dev.append(local)
+    return devices, per_dev
+
+  def __call__(self, *args):
+    devices, per_dev = self._shards(args)
+    outs = [self.jitted(*local) for local in per_dev]
+
+    def assemble(*parts):
+      n = sum(p.shape[0] for p in parts) * jax.process_count()
+      shape = (n,) + parts[0].shape[1:]
+      return jax.make_array_from_single_device_arrays(shape, self.sharding, list(parts))
+
+    return jax.tree.map(assemble, *outs)
+
+  def eval_shape(self, *args):
+    devices, per_dev = self._shards(args)
+    out = self.jitted.eval_shape(*per_dev[0])
+    k = len(devices) * jax.process_count()
+    return jax.tree.map(lambda s: jax.ShapeDtypeStruct((s.shape[0] * k,) + s.shape[1:], s.dtype), out)
+
+
 def _put(tree, sharding):
   """Place host arrays with a leading run axis on the devices (multi-host safe)."""
   if sharding is None:
@@ -114,7 +195,7 @@ TRACE_COUNTS: dict[str, int] = {}
 def _static_key(group_cfg, hparams, batch: int, kind: str) -> tuple:
   plain = grid_lib.to_plain(group_cfg)
   for f in ("seed", "seeds", "steps", "log_every", "log_spacing", "n_log_points", "ckpt_every",
-            "sweep", "max_parallel_runs"):
+            "sweep", "max_parallel_runs", "lanes"):
     plain.pop(f, None)
   for h in hparams:
     plain.pop(h, None)
@@ -144,7 +225,7 @@ def _guard(fn, name: str):
   return wrapped
 
 
-def _programs_iterative(exp: Iterative, key: tuple):
+def _programs_iterative(exp: Iterative, key: tuple, lanes: int):
   if key in _PROGRAMS:
     return _PROGRAMS[key]
   has_data = exp.make_data is not None
@@ -184,15 +265,15 @@ def _programs_iterative(exp: Iterative, key: tuple):
 
   data_axis = 0 if has_data else None
   progs = dict(
-      make_data=jax.jit(jax.vmap(make_data)) if has_data else None,
-      init=jax.jit(jax.vmap(init, in_axes=(0, 0, data_axis))),
-      chunk=jax.jit(jax.vmap(_guard(chunk, "chunk"), in_axes=(0, 0, data_axis, None, None, None))),
+      make_data=_vmapped(make_data, (0, 0), lanes) if has_data else None,
+      init=_vmapped(init, (0, 0, data_axis), lanes),
+      chunk=_vmapped(_guard(chunk, "chunk"), (0, 0, data_axis, None, None, None), lanes),
   )
   _PROGRAMS[key] = progs
   return progs
 
 
-def _programs_oneshot(exp: OneShot, key: tuple):
+def _programs_oneshot(exp: OneShot, key: tuple, lanes: int):
   if key in _PROGRAMS:
     return _PROGRAMS[key]
   has_data = exp.make_data is not None
@@ -205,8 +286,8 @@ def _programs_oneshot(exp: OneShot, key: tuple):
     return exp.compute(k, hp, data)
 
   progs = dict(
-      make_data=jax.jit(jax.vmap(make_data)) if has_data else None,
-      compute=jax.jit(jax.vmap(_guard(compute, "compute"), in_axes=(0, 0, 0 if has_data else None))),
+      make_data=_vmapped(make_data, (0, 0), lanes) if has_data else None,
+      compute=_vmapped(_guard(compute, "compute"), (0, 0, 0 if has_data else None), lanes),
   )
   _PROGRAMS[key] = progs
   return progs
@@ -226,12 +307,13 @@ class _Batch:
 
 def _batches(grid) -> list[_Batch]:
   out = []
-  n_dev = _device_count()
+  unit = _device_count() * grid.cfg.lanes
   for g in grid.groups:
     cap = grid.cfg.max_parallel_runs or len(g.runs)
+    cap = int(math.ceil(cap / unit) * unit)
     slices = [g.runs[i:i + cap] for i in range(0, len(g.runs), cap)]
     size = max(len(s) for s in slices)
-    size = int(math.ceil(size / n_dev) * n_dev)
+    size = int(math.ceil(size / unit) * unit)
     for si, s in enumerate(slices):
       name = f"g{g.index:03d}" + (f"_b{si:03d}" if len(slices) > 1 else "")
       out.append(_Batch(name, g, s, size))
@@ -284,7 +366,7 @@ def _checkpointer(path: pathlib.Path):
 def _run_iterative_batch(grid, batch: _Batch, wd: _Workdir, progress: Progress) -> list[dict]:
   cfg, exp = batch.group.cfg, batch.group.experiment
   progs = _programs_iterative(exp, _static_key(cfg, exp.hparams, batch.size, f"it:{cfg.experiment}")
-                              + (cfg.chunk_steps,))
+                              + (cfg.chunk_steps,), cfg.lanes)
   sharding = _sharding()
   keys, hp = _batch_inputs(cfg, exp, batch)
   keys, hp = _put(keys, sharding), _put(hp, sharding)
@@ -395,7 +477,8 @@ def _run_oneshot_batch(grid, batch: _Batch, wd: _Workdir, progress: Progress) ->
   keys, hp = _batch_inputs(cfg, exp, batch)
   n = len(batch.runs)
   if exp.jit:
-    progs = _programs_oneshot(exp, _static_key(cfg, exp.hparams, batch.size, f"os:{cfg.experiment}"))
+    progs = _programs_oneshot(exp, _static_key(cfg, exp.hparams, batch.size, f"os:{cfg.experiment}"),
+                              cfg.lanes)
     sharding = _sharding()
     keys_d, hp_d = _put(keys, sharding), _put(hp, sharding)
     data = progs["make_data"](keys_d, hp_d) if progs["make_data"] else None

@@ -74,23 +74,19 @@ def test_ac5_sa_precgd_geometric_kappa_independent():
     np.testing.assert_allclose(ratios, direct, rtol=1e-12)
 
 
-def test_ac5_robust_and_ac7_random_init():
-  """AC-5 robustness: a 3%-of-sigma_max perturbation with delta = 1e-3
-  sigma_max reaches <= 1e-20 by step 300 (15 of 15). AC-7: undamped ScaledGD
-  from a random 1e-2 init (kappa = 1000, eta = 0.3) exceeds relative loss 1
-  in >= 3 of 5 seeds; damped (1e-3 ||Mt||) reaches <= 1e-12 by step 200 in 5 of 5."""
+def test_ac7_random_init_needs_damping():
+  """AC-7: undamped ScaledGD from a random 1e-2 init (d = 8, kappa = 1000,
+  eta = 0.3) exceeds relative loss 1 in >= 3 of 5 seeds; with damping
+  1e-3 ||Mt||_2 it reaches <= 1e-12 by step 200 in 5 of 5. (The damping is
+  traced, so both variants are one compiled program; scaledgd_random is
+  scaledgd_random_damped with scaledgd_delta = 0.)"""
   with jax.enable_x64(True):
-    cfg = _config("softmax_population", "robust")
-    cfg.method = "sa_precgd"
-    m = _run(population.make_population(cfg), cfg, [{"kappa": k} for k in (10.0, 100.0, 1000.0)], 300)
-    assert np.all(np.asarray(m["rel_loss"])[:, -1] <= 1e-20)
     cfg = _config("softmax_population")
-    cfg.method = "scaledgd_random"
-    m = _run(population.make_population(cfg), cfg, [{"kappa": 1000.0}], 200)
-    assert np.sum(np.asarray(m["max_rel_loss"])[:, -1] > 1) >= 3
     cfg.method = "scaledgd_random_damped"
-    m = _run(population.make_population(cfg), cfg, [{"kappa": 1000.0}], 200)
-    assert np.all(np.asarray(m["rel_loss"])[:, -1] <= 1e-12)
+    m = _run(population.make_population(cfg), cfg,
+             [{"kappa": 1000.0, "scaledgd_delta": 0.0}, {"kappa": 1000.0, "scaledgd_delta": 1e-3}], 200)
+    assert np.sum(np.asarray(m["max_rel_loss"])[:5, -1] > 1) >= 3
+    assert np.all(np.asarray(m["rel_loss"])[5:, -1] <= 1e-12)
 
 
 def test_ac6_gd_is_slower_and_kappa_dependent():
@@ -111,23 +107,20 @@ def test_ac6_gd_is_slower_and_kappa_dependent():
 
 def test_ac9_finite_reduced():
   """AC-9 at reduced size ("self" mode, d = k = 5, sigma = 0.1, n = 400, 3
-  seeds, 60 steps): the full method is finite in every seed, its test
-  1/2 MSE falls below the spectral init's and ends within 0.01 of the
-  irreducible 0.025, it stays at ||S^1/2 B S^1/2||_2 = beta, and Adam from a
-  random init is far behind after the same number of steps."""
+  seeds, 60 steps): the full method stays finite in every seed (no singular
+  solve), its test 1/2 MSE falls below the spectral init's and ends within
+  0.01 of the irreducible 0.025, and ||S^1/2 B S^1/2||_2 = beta throughout.
+  (The Adam comparison is run by configs/softmax_finite.py:ac9_adam.)"""
   with jax.enable_x64(True):
-    cfg = _config("softmax_finite", n_train=(400,), n_test=200)
-    out = {}
-    for method in ("sa_precgd", "adam"):
-      cfg.method, cfg.n_train = method, 400
-      out[method] = _run(finite.make_finite(cfg), cfg, [{}], 60)
-    sa, ad = out["sa_precgd"], out["adam"]
-    test = np.asarray(sa["test_mse"])
+    cfg = _config("softmax_finite", n_test=200)
+    cfg.method, cfg.n_train = "sa_precgd", (400,)
+    cfg.seeds = 3
+    m = _run(finite.make_finite(cfg), cfg, [{}], 60)
+    test = np.asarray(m["test_mse"])
     assert np.all(np.isfinite(test))
     assert np.all(test[:, -1] < test[:, 0])
     assert np.all(test[:, -1] <= 0.025 + 0.01), test[:, -1]
-    np.testing.assert_allclose(np.asarray(sa["beta_now"]), 0.3, atol=1e-12)
-    assert np.all(np.asarray(ad["test_mse"])[:, -1] > test[:, -1])
+    np.testing.assert_allclose(np.asarray(m["beta_now"]), 0.3, atol=1e-12)
 
 
 @pytest.mark.parametrize("over,field", [

@@ -9,7 +9,9 @@ from attnlab.softmax_precond import model
 from attnlab.softmax_precond import optim as opt_lib
 
 
+@jax.jit(static_argnums=(1, 2, 3, 4))
 def _problem(key, d=5, k=3, lo=0.5, hi=2.0):
+  """Sigma (eigenvalues in [lo, hi]), Sigma^{1/2}, Sigma^{-1/2}, M, and a random (A, B)."""
   ks, km, ka, kb = jax.random.split(key, 4)
   Sigma = model.make_sigma(ks, d, lo, hi)
   Sh, Shi = model.sqrtm_psd(Sigma)
@@ -19,7 +21,7 @@ def _problem(key, d=5, k=3, lo=0.5, hi=2.0):
 
 
 def _rel(a, b):
-  return float(jnp.linalg.norm(a - b) / jnp.linalg.norm(b))
+  return jnp.linalg.norm(a - b) / jnp.linalg.norm(b)
 
 
 def test_forward_uses_core_attention_and_query_left(getkey):
@@ -45,7 +47,7 @@ def test_ac1_infinite_token_limit_and_orientation(getkey):
 
   The spec states the ratio at N = 1e5 with 200 draws; the standard error of
   that estimate is about 8%, so here N = 1e4 (C2: "within 10% for N >= 1e3")
-  with 2000 draws (error about 2.5%). E1 (configs/softmax_limit.py) reports the
+  with 1000 draws (error about 3.5%). E1 (configs/softmax_limit.py) reports the
   N = 1e5, 200-draw numbers.
 
   d = 5, k = 3, Sigma eigenvalues in [0.5, 2], B scaled so that s = 1, and
@@ -53,7 +55,7 @@ def test_ac1_infinite_token_limit_and_orientation(getkey):
   ||A||_F of order 1; the MSE threshold is scale-dependent).
   """
   with jax.enable_x64(True):
-    d, k, draws, N = 5, 3, 2000, 10_000
+    d, k, draws, N = 5, 3, 1000, 10_000
     Sigma, Sh, _, _, params = _problem(getkey(), d, k)
     params["A"] = params["A"] / jnp.linalg.norm(params["A"])
     x = model.mm(Sh, jax.random.normal(getkey(), (d,))[:, None])[:, 0]
@@ -143,42 +145,37 @@ def test_empirical_modes_and_self_exclusion(getkey):
 
 def test_ac4_factorization_equivalence_and_step(getkey):
   """AC-4: L = 1/2||UV^T - Mt||^2 (+ const) to 1e-12; one SA-PrecGD step in
-  (A, B) (delta = lam = 0, no renorm) equals one ScaledGD step in (U, V)."""
+  (A, B) (delta = lam = 0, no renorm) equals one ScaledGD step in (U, V) to
+  1e-12; the whitening-only preconditioner equals one GD step in (U, V)."""
   with jax.enable_x64(True):
     d = k = 5
     Sigma, Sh, Shi, M, _ = _problem(getkey(), d, k)
-    Mt = M @ Sh
-    # a point near the manifold of minima (where the method runs): balanced
-    # factors of a perturbed target, so U^T U and V^T V are well conditioned
-    U, V = opt_lib.spectral_factors(Mt + 0.3 * jax.random.normal(getkey(), (k, d)), d)
-    params = model.from_whitened(U, V, Shi)
-    L = model.population_loss(params, Sigma, Sh, M, 0.1)
-    assert abs(float(L - 0.5 * k * 0.01) / float(model.factorization_loss(U, V, Mt)) - 1) < 1e-12
-    back = model.from_whitened(U, V, Shi)
-    assert _rel(back["A"], params["A"]) < 1e-12 and _rel(back["B"], params["B"]) < 1e-12
-
+    G = jax.random.normal(getkey(), (k, d))
     eta = 0.3
-    tx = opt_lib.sa_precgd(eta, Sigma, Sh, precond="scaledgd", delta=0.0, reg="none", renorm="none")
-    g = jax.grad(model.population_loss)(params, Sigma, Sh, M)
-    upd, _ = tx.update(g, tx.init(params), params)
-    new = optax.apply_updates(params, upd)
-    gU, gV = jax.grad(model.factorization_loss, argnums=(0, 1))(U, V, Mt)
-    U1 = U - eta * jnp.linalg.solve(V.T @ V, gU.T).T
-    V1 = V - eta * jnp.linalg.solve(U.T @ U, gV.T).T
-    ref = model.from_whitened(U1, V1, Shi)
-    assert _rel(new["A"], ref["A"]) < 1e-12 and _rel(new["B"], ref["B"]) < 1e-12
 
+    @jax.jit
+    def check(Sigma, Sh, Shi, M, G):
+      Mt = M @ Sh
+      # a point near the manifold of minima (where the method runs): balanced
+      # factors of a perturbed target, so U^T U and V^T V are well conditioned
+      U, V = opt_lib.spectral_factors(Mt + 0.3 * G, d)
+      params = model.from_whitened(U, V, Shi)
+      U2, V2 = model.to_whitened(params, Sh)
+      L = model.population_loss(params, Sigma, Sh, M, 0.1) - 0.5 * k * 0.1 ** 2
+      g = jax.grad(model.population_loss)(params, Sigma, Sh, M)
+      gU, gV = jax.grad(model.factorization_loss, argnums=(0, 1))(U, V, Mt)
+      out = {"loss": L / model.factorization_loss(U, V, Mt) - 1, "U": _rel(U2, U), "V": _rel(V2, V)}
+      refs = {"scaledgd": (U - eta * jnp.linalg.solve(V.T @ V, gU.T).T, V - eta * jnp.linalg.solve(U.T @ U, gV.T).T),
+              "whiten": (U - eta * gU, V - eta * gV)}
+      for kind, (U1, V1) in refs.items():
+        tx = opt_lib.sa_precgd(eta, Sigma, Sh, precond=kind, delta=0.0, reg="none", renorm="none")
+        new = optax.apply_updates(params, tx.update(g, tx.init(params), params)[0])
+        ref = model.from_whitened(U1, V1, Shi)
+        out[kind + "_A"], out[kind + "_B"] = _rel(new["A"], ref["A"]), _rel(new["B"], ref["B"])
+      return out
 
-def test_whiten_is_gd_in_whitened_coordinates(getkey):
-  with jax.enable_x64(True):
-    Sigma, Sh, Shi, M, params = _problem(getkey(), 4, 4)
-    U, V = model.to_whitened(params, Sh)
-    tx = opt_lib.sa_precgd(0.1, Sigma, Sh, precond="whiten", reg="none", renorm="none")
-    g = jax.grad(model.population_loss)(params, Sigma, Sh, M)
-    new = optax.apply_updates(params, tx.update(g, tx.init(params), params)[0])
-    gU, gV = jax.grad(model.factorization_loss, argnums=(0, 1))(U, V, M @ Sh)
-    ref = model.from_whitened(U - 0.1 * gU, V - 0.1 * gV, Shi)
-    assert _rel(new["A"], ref["A"]) < 1e-12 and _rel(new["B"], ref["B"]) < 1e-12
+    for name, err in check(Sigma, Sh, Shi, M, G).items():
+      assert abs(float(err)) < 1e-12, (name, float(err))
 
 
 def test_ac8_renormalization(getkey):
@@ -234,12 +231,15 @@ def test_singular_preconditioner_gives_nan_not_garbage(getkey):
   with jax.enable_x64(True):
     d, k = 4, 2
     Sigma, Sh, Shi, M, _ = _problem(getkey(), d, k)
-    U0, V0 = opt_lib.spectral_factors(M @ Sh, d)  # rank-2 factors, padded with zeros
-    p = model.from_whitened(U0, V0, Shi)
-    g = jax.grad(model.population_loss)(p, Sigma, Sh, M)
-    tx = opt_lib.sa_precgd(0.5, Sigma, Sh, delta=0.0, reg="none", renorm="none")
-    upd, _ = tx.update(g, tx.init(p), p)
-    assert not bool(jnp.all(jnp.isfinite(upd["B"])))
-    tx = opt_lib.sa_precgd(0.5, Sigma, Sh, delta=1e-3, reg="none", renorm="none")
-    upd, _ = tx.update(g, tx.init(p), p)
-    assert bool(jnp.all(jnp.isfinite(upd["B"])))
+
+    @jax.jit
+    def finite_update(delta):
+      U0, V0 = opt_lib.spectral_factors(M @ Sh, d)  # rank-2 factors, padded with zeros
+      p = model.from_whitened(U0, V0, Shi)
+      g = jax.grad(model.population_loss)(p, Sigma, Sh, M)
+      tx = opt_lib.sa_precgd(0.5, Sigma, Sh, delta=delta, reg="none", renorm="none")
+      upd, _ = tx.update(g, tx.init(p), p)
+      return jnp.all(jnp.isfinite(upd["B"]))
+
+    assert not bool(finite_update(0.0))
+    assert bool(finite_update(1e-3))

@@ -1,0 +1,181 @@
+"""Do extra heads help optimisation? (Yau et al. Fig. 1 / Fig. 3; spec check C7)
+
+A random ``heads_teacher``-head teacher (entries N(0, teacher_init_std²),
+default d^-1/2) labels ``n_train`` sequences of ``n_tokens`` tokens,
+Z ~ N(0, input_std²) (default n^-1/2), at the last token. Students:
+
+* ``model = "mhla:H"``: single-layer MHLA with H heads;
+* ``model = "stack:L"``: L single-head linear-attention layers (residual,
+  attention readout);
+* ``model = "tf"``: a small pre-LN softmax Transformer;
+
+trained by AdamW (traced ``lr``, ``weight_decay``, ``init_std``) on minibatches
+of ``batch`` sequences, float32. The dataset is drawn by ``make_data`` outside
+the vmapped trainer. Logged: the batch ``loss`` every step, and the full
+training set ``train_mse`` and ``rel_mse`` (MSE / Var(y)) at logged steps.
+
+``summarize`` adds, per (d, n_train, d_out), the relative train MSE of
+Algorithm 1 (refit host-side in float64 on the very same float32 dataset; the
+horizontal line of Fig. 1) and the C7 ratio relMSE(mhla:1) / relMSE(mhla:16).
+"""
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from attnlab.core import prng
+from attnlab.engine.config import check, check_choice, check_positive
+from attnlab.engine.experiment import ConfigError, Iterative
+from attnlab.mhla import models
+from attnlab.mhla import regression as R
+from attnlab.mhla import tasks as T
+from attnlab.mhla import train as TR
+from attnlab.mhla.exp_fit import resolved_d_out
+
+
+def _data(key, d, d_out, N, n, heads_teacher, t_std, z_std):
+  V, Q = T.random_teacher(jax.random.fold_in(key, 0), d, heads_teacher, d_out, t_std)
+  Z, Y = T.teacher_data(jax.random.fold_in(key, 1), V, Q, N, n, z_std)
+  return {"Z": Z, "Y": Y, "yvar": TR.label_var(Y)}
+
+
+def _stds(cfg):
+  t = cfg.teacher_init_std if cfg.teacher_init_std is not None else cfg.d ** -0.5
+  z = cfg.input_std if cfg.input_std is not None else cfg.n_tokens ** -0.5
+  return t, z
+
+
+def _model_kw(cfg) -> dict:
+  return dict(name=cfg.model, residual=cfg.residual, readout=cfg.readout, tf_d_model=cfg.tf_d_model,
+              tf_heads=cfg.tf_heads, tf_mlp_ratio=cfg.tf_mlp_ratio, tf_layers=cfg.tf_layers, tf_norm=cfg.tf_norm)
+
+
+def experiment(cfg) -> Iterative:
+  """The ``mhla_heads`` factory."""
+  for f in ("d", "n_tokens", "n_train", "heads_teacher", "batch", "tf_d_model", "tf_heads", "tf_mlp_ratio",
+            "tf_layers"):
+    v = cfg[f]
+    vals = v if isinstance(v, (tuple, list)) else (v,)
+    check(all(isinstance(x, int) and x >= 1 for x in vals), f, f"must be an int >= 1, got {v!r}")
+  check(cfg.d <= R.MAX_D, "d", f"must be <= {R.MAX_D}")
+  check(cfg.d_out in (0, 1, cfg.d), "d_out", f"must be 1 or d = {cfg.d} (0 means d), got {cfg.d_out!r}")
+  check_positive(cfg, "lr", "init_std")
+  check_positive(cfg, "weight_decay", strict=False)
+  check_choice(cfg, "readout", ("attn", "residual_stream"))
+  check_choice(cfg, "tf_norm", ("pre_ln", "post_ln"))
+  check(cfg.tf_d_model % cfg.tf_heads == 0, "tf_heads", f"must divide tf_d_model = {cfg.tf_d_model}")
+  for name in (cfg.model if isinstance(cfg.model, (tuple, list)) else (cfg.model,)):
+    try:
+      models.parse_model(name)
+    except ValueError as e:
+      raise ConfigError("model", str(e)) from None
+  for f in ("teacher_init_std", "input_std"):
+    check(cfg[f] is None or cfg[f] > 0, f, f"must be > 0 (or None for the default), got {cfg[f]!r}")
+  d, n, N, Ht = cfg.d, cfg.n_tokens, cfg.n_train, cfg.heads_teacher
+  d_out = resolved_d_out(cfg)
+  t_std, z_std = _stds(cfg)
+  mk = _model_kw(cfg)
+  init, step, evaluate = TR.make(mk, {k: v for k, v in mk.items() if k != "name"}, cfg.batch)
+
+  def make_data(key, hp):
+    return _data(key, d, d_out, N, n, Ht, t_std, z_std)
+
+  return Iterative(init=init, step=step, evaluate=evaluate, make_data=make_data,
+                   hparams=("lr", "init_std", "weight_decay"), summarize=summarize, figures=figures,
+                   plot_metrics=("rel_mse",), log_x=True)
+
+
+def _coord(r, cfg, name):
+  return r.get(name, cfg[name])
+
+
+@functools.lru_cache(maxsize=64)
+def _alg1_rel_mse(seed0, seed, d, d_out, N, n, Ht, t_std, z_std):
+  """Algorithm 1's train relMSE (float64 fit of the float32 dataset of this seed)."""
+  key = prng.stream(prng.run_key(seed0, seed), prng.DATA)
+  data = jax.jit(_data, static_argnums=(1, 2, 3, 4, 5))(key, d, d_out, N, n, Ht, t_std, z_std)
+  with jax.enable_x64(True):
+    Z = jnp.asarray(np.asarray(data["Z"]), jnp.float64)
+    Y = jnp.asarray(np.asarray(data["Y"]), jnp.float64)
+    fit = jax.jit(lambda Z, Y: R.rel_mse(R.fit_p(Z, Y, solver="eigh_pinv").p, Z, Y))
+    return float(fit(Z, Y))
+
+
+def summarize(cfg, runs):
+  """Final rel_mse medians per setting, Algorithm 1's line, and the C7 ratios."""
+  groups: dict = {}
+  alg1: dict = {}
+  for r in runs:
+    d, N, d_out_f = _coord(r, cfg, "d"), _coord(r, cfg, "n_train"), _coord(r, cfg, "d_out")
+    d_out = d if d_out_f in (0, None) else d_out_f
+    lr = _coord(r, cfg, "lr")
+    key = f"d={d},N={N},d_out={d_out}"
+    groups.setdefault(key, {}).setdefault(f"lr={lr:g}", {}).setdefault(_coord(r, cfg, "model"), []).append(
+        r["final"]["rel_mse"] if r["status"] == "ok" else float("nan"))
+    t_std = cfg.teacher_init_std if cfg.teacher_init_std is not None else d ** -0.5
+    z_std = cfg.input_std if cfg.input_std is not None else cfg.n_tokens ** -0.5
+    alg1.setdefault(key, []).append(_alg1_rel_mse(cfg.seed, r["seed"], d, d_out, N, cfg.n_tokens,
+                                                  cfg.heads_teacher, float(t_std), float(z_std)))
+  final = {k: {lr: {m: float(np.nanmedian(v)) for m, v in ms.items()} for lr, ms in lrs.items()}
+           for k, lrs in groups.items()}
+  ratios = {}
+  for k, lrs in final.items():
+    for lr, ms in lrs.items():
+      if "mhla:1" in ms and "mhla:16" in ms:
+        ratios[f"{k},{lr}"] = ms["mhla:1"] / ms["mhla:16"]
+  return {"final_rel_mse_median": final, "alg1_rel_mse_median": {k: float(np.median(v)) for k, v in alg1.items()},
+          "c7_ratio_h1_over_h16": ratios}
+
+
+def figures(cfg, logs, outdir):
+  """fig1_heads.png: rel_mse against step per model (median + IQR over seeds), one
+  panel per (d, n_train, d_out, lr), with Algorithm 1's relMSE as a dashed line."""
+  import json
+  import pathlib
+  import matplotlib.pyplot as plt
+  from attnlab.engine import plotting
+  settings = logs.settings()
+  if not settings:
+    return []
+  summ = {}
+  p = pathlib.Path(outdir) / "summary.json"
+  if p.exists():
+    summ = json.loads(p.read_text()).get("alg1_rel_mse_median", {})
+  panels: dict = {}
+  for s, ids in settings.items():
+    c = dict(s)
+    d = c.get("d", cfg.d)
+    d_out_f = c.get("d_out", cfg.d_out)
+    d_out = d if d_out_f in (0, None) else d_out_f
+    key = (d, c.get("n_train", cfg.n_train), d_out, c.get("lr", cfg.lr))
+    panels.setdefault(key, []).append((c.get("model", cfg.model), ids))
+  keys = sorted(panels)
+  ncol = min(4, len(keys))
+  nrow = -(-len(keys) // ncol)
+  fig, axes = plt.subplots(nrow, ncol, squeeze=False, figsize=(3.3 * ncol, 2.7 * nrow))
+  for ax, key in zip(axes.flat, keys):
+    for i, (model, ids) in enumerate(sorted(panels[key], key=lambda t: _model_order(t[0]))):
+      steps, Y = logs.curves(ids, "rel_mse")
+      if len(steps):
+        m = steps > 0
+        plotting.band(ax, steps[m], Y[:, m], label=model, color=f"C{i}")
+    a1 = summ.get(f"d={key[0]},N={key[1]},d_out={key[2]}")
+    if a1 is not None:
+      ax.axhline(max(a1, 1e-30), color="k", ls="--", lw=1, label="Algorithm 1")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_title(f"d={key[0]}, N={key[1]}, d_out={key[2]}, lr={key[3]:g}", fontsize=8)
+    ax.set_xlabel("step")
+    ax.set_ylabel("train MSE / Var(y)")
+  axes.flat[0].legend(fontsize=6)
+  for ax in list(axes.flat)[len(keys):]:
+    ax.axis("off")
+  return [plotting.savefig(fig, f"{outdir}/fig1_heads.png")]
+
+
+def _model_order(name):
+  kind, num = models.parse_model(name)
+  return (models.MODEL_KINDS.index(kind), num)

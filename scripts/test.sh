@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Set up .venv/ with the test extras (first call only) and run the whole test suite.
+#   scripts/test.sh [pytest args...]
+source "$(dirname "${BASH_SOURCE[0]}")/_setup.sh" "test"
+set +e
+.venv/bin/python -m pytest -n 2 --durations=15 "$@" tests
+rc=$?
+if [ $rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi
+exit $rc
