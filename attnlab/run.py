@@ -40,7 +40,9 @@ def _parse(argv):
   try:
     rest = flags.FLAGS(argv)
   except flags.Error as e:
-    cli_common.fail(e)
+    msg = str(e)
+    marker = "ConfigError: "
+    cli_common.fail(msg[msg.rindex(marker) + len(marker):] if marker in msg else msg)
   except Exception as e:  # config_flags raises plain exceptions for bad files
     cli_common.fail(f"--config: {e}")
   if _CONFIG.value is None:
@@ -61,7 +63,15 @@ def main(argv):
   if _DISTRIBUTED.value:
     jax.distributed.initialize()
   cli_common.enable_compilation_cache(_CACHE.value)
-  cfg = _CONFIG.value
+  try:
+    cfg = _CONFIG.value
+    cfg.get("experiment")  # config files load lazily: surface a bad file here
+  except ConfigError as e:
+    cli_common.fail(e)
+  except Exception as e:  # a missing file, a syntax error, a failing get_config
+    cause = e.__cause__ or e
+    cli_common.fail(f"--config: cannot load {flags.FLAGS['config'].config_filename}: "
+                    f"{type(cause).__name__}: {cause}")
   try:
     grid = grid_lib.build_grid(cfg)
     runner.run(cfg, _WORKDIR.value, overwrite=_OVERWRITE.value, tb=_TB.value, quiet=_QUIET.value,

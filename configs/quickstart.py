@@ -24,7 +24,8 @@ def get_config(arg=None):
   cfg = base_config(
       "attnlab.quickstart:experiment",
       seeds=5,
-      steps=1000,
+      steps=600,
+      lanes=10,  # 5 seeds x 2 learning rates per H: one vmap of 10 runs
       log_every=10,
       chunk_steps=100,
       ckpt_every=2,

@@ -43,7 +43,9 @@ class ConfigError(ValueError):
   before anything is written to the workdir.
   """
 
-  def __init__(self, field: str, message: str):
+  def __init__(self, field: str, message: str | None = None):
+    if message is None:  # re-raised with one argument (ml_collections does this)
+      field, _, message = field.removeprefix("config.").partition(": ")
     self.field = field
     self.message = message
     super().__init__(f"config.{field}: {message}")

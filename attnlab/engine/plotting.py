@@ -96,5 +96,5 @@ def loss_curves(logs, metrics: Sequence[str], path: str | pathlib.Path, log_x: b
       title = f"{facet}={fv:g}" if isinstance(fv, float) else (f"{facet}={fv}" if facet else metric)
       ax.set_title(title)
       ax.legend(loc="best")
-  fig.suptitle(f"{logs.config.get('experiment', '')}: median and IQR over seeds", fontsize=9)
+  fig.suptitle(f"{logs.config.get('experiment', '')}: median and IQR over seeds", fontsize=9, y=1.02)
   return savefig(fig, path)

@@ -10,11 +10,13 @@ Factories (``config.experiment = "attnlab.geometry.experiments:<name>"``):
 * :func:`symmetries`: invariance errors of every symmetry, generator residuals,
   Jacobian nullity against the symmetry dimension.
 
-The two estimator experiments are ``OneShot(jit=False)``: each run calls
-:func:`attnlab.geometry.estimator.estimate_kernel` (one compiled program per
-architecture, trials vmapped inside, later seeds reuse it) and reports its wall
-time, compile included, as ``seconds``. The other two are ``OneShot(jit=True)``
-(seeds and points vmapped by the engine). All run in float64 unless ``x64`` is
+The estimator experiments and :func:`symmetries` are ``OneShot(jit=False)``:
+each run calls a jitted kernel (:func:`attnlab.geometry.estimator.estimate_kernel`,
+:data:`symmetry_kernel`; one compiled program per architecture, compiled at
+LLVM opt level 0, trials vmapped inside, later seeds reuse it); the estimator
+experiments report the kernel's wall time, compile included, as ``seconds``.
+:func:`critical_points` is ``OneShot(jit=True)`` (seeds and points vmapped by
+the engine). All run in float64 unless ``x64`` is
 off (the float32 precision-guard demo).
 
 Shared estimator fields (:func:`estimator_fields`, spec §5.3 [reconstructed]
@@ -404,18 +406,24 @@ def symmetry_checks(key: jax.Array, X: jax.Array, arch: gm.Arch, init: str = "fa
           "gap_log10": stats["gap_log10"], "reliable": stats["reliable"]}
 
 
+symmetry_kernel = jax.jit(symmetry_checks, static_argnames=("arch", "init"),
+                          compiler_options=ge.COMPILER_OPTIONS)
+symmetry_kernel.__doc__ = "``jit(symmetry_checks)`` (``arch``, ``init`` static; LLVM opt level 0)."
+
+
 def symmetries(cfg) -> OneShot:
   """Invariance errors of every symmetry and the Jacobian kernel (sweep ``kind`` for both kinds)."""
   arch = arch_of(cfg)
   check(cfg.scale_c > 0 and cfg.scale_c != 1, "scale_c", f"must be > 0 and != 1, got {cfg.scale_c!r}")
   n = n_inputs_of(cfg, arch)
 
-  def make_data(key, hp):
-    return ge.draw_inputs(key, arch, n, 1)[0]
-
   def compute(key, hp, data):
-    return symmetry_checks(prng.stream(key, prng.INIT), data, arch, cfg.init, hp["init_std"], hp["scale_c"],
-                           hp["temperature"], hp["min_gap"])
+    del data
+    key = jnp.asarray(key)
+    X = ge.draw_inputs(prng.stream(key, prng.DATA), arch, n, 1)[0]
+    out = symmetry_kernel(prng.stream(key, prng.INIT), X, arch=arch, init=cfg.init, init_std=hp["init_std"],
+                          scale_c=hp["scale_c"], temperature=hp["temperature"], min_gap=hp["min_gap"])
+    return {k: np.asarray(v) for k, v in jax.device_get(out).items()}
 
   def summarize(cfg, runs):
     out = {}
@@ -452,5 +460,5 @@ def symmetries(cfg) -> OneShot:
     ax.legend(fontsize=6)
     return [plotting.savefig(fig, outdir / "symmetries.png")]
 
-  return OneShot(compute=compute, jit=True, x64=cfg.x64, make_data=make_data,
+  return OneShot(compute=compute, jit=False, x64=cfg.x64,
                  hparams=("init_std", "scale_c", "temperature", "min_gap"), summarize=summarize, figures=figures)
