@@ -58,18 +58,19 @@ def experiment(cfg) -> Iterative:
     return {"rel_mse": loss(state["params"], data)}
 
   def summarize(cfg, runs):
-    return {"final_rel_mse_median": _median_table(runs, "rel_mse")}
+    return {"final_rel_mse_median": _median_table(cfg, runs, "rel_mse")}
 
   return Iterative(init=init, step=step, evaluate=evaluate, make_data=make_data, hparams=("lr",),
                    summarize=summarize, plot_metrics=("rel_mse",))
 
 
-def _median_table(runs, metric):
+def _median_table(cfg, runs, metric):
   """{"heads=H": {"lr=x": median over seeds of the final metric}}."""
   import numpy as np
   table: dict = {}
   for r in runs:
     if r["status"] != "ok":
       continue
-    table.setdefault(f"heads={r['heads']}", {}).setdefault(f"lr={r['lr']:g}", []).append(r["final"][metric])
+    h, lr = r.get("heads", cfg.heads), r.get("lr", cfg.lr)
+    table.setdefault(f"heads={h}", {}).setdefault(f"lr={lr:g}", []).append(r["final"][metric])
   return {h: {lr: float(np.median(v)) for lr, v in row.items()} for h, row in table.items()}

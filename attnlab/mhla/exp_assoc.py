@@ -47,9 +47,11 @@ def experiment(cfg) -> OneShot:
   gd_iters, tol, pinv_rtol, chunk = cfg.gd_iters, cfg.certificate_tol, cfg.pinv_rtol, cfg.chunk
   n_fresh, null_scale = cfg.n_fresh, cfg.null_scale
 
+  @jax.jit
   def make_data(key, hp):
     return T.assoc_memory_data(key, d, N, hp["frac_unident"], label, jnp.float64)
 
+  @jax.jit
   def compute(key, hp, data):
     Zs, Ys = data
     V, Q = T.assoc_memory_teacher(d, jnp.float64)
@@ -83,7 +85,10 @@ def experiment(cfg) -> OneShot:
             "frac_unident_measured": jnp.mean(jnp.all(jnp.abs(
                 jnp.einsum("nij,nik->njk", Zs[:, :d, :d], Zs[:, :d, :d]) - jnp.eye(d)) < 1e-8, axis=(1, 2)))}
 
-  return OneShot(compute=compute, x64=True, make_data=make_data, hparams=("frac_unident",),
+  # jit=False: the engine calls the jitted compute once per run. Under the engine's
+  # jit(vmap(compute)) this program hung on CPU (all threads idle in a futex; jax 0.10.2),
+  # although every piece of it vmaps fine on its own.
+  return OneShot(compute=compute, jit=False, x64=True, make_data=make_data, hparams=("frac_unident",),
                  summarize=summarize, figures=figures)
 
 
