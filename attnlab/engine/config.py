@@ -20,7 +20,8 @@ chunk_steps         100        steps per compiled ``lax.scan`` chunk; metrics
 ckpt_every          5          checkpoint every k chunks (0: never)
 x64                 False      run in float64 (``jax.enable_x64``)
 max_parallel_runs   0          runs per compiled batch (0: all runs of a group)
-lanes               8          runs vmapped in lockstep (per device); batches are
+lanes               0          runs vmapped in lockstep (per device); 0 means 8
+                               for iterative and 1 for one-shot experiments. Batches are
                                padded to a multiple of lanes x devices. Run i is
                                bit-identical for any grid, batch and device count
                                with the same lanes (raise it on GPUs)
@@ -59,7 +60,7 @@ def base_config(experiment: str, **fields: Any) -> ml_collections.ConfigDict:
   cfg.ckpt_every = 5
   cfg.x64 = False
   cfg.max_parallel_runs = 0
-  cfg.lanes = 8
+  cfg.lanes = 0
   sweep = fields.pop("sweep", None)
   for k, v in fields.items():
     setattr(cfg, k, v)

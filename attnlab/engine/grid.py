@@ -134,8 +134,8 @@ def check_engine_fields(cfg: ml_collections.ConfigDict) -> None:
     raise ConfigError("chunk_steps", f"must be >= 1, got {cfg.chunk_steps}")
   if cfg.ckpt_every < 0:
     raise ConfigError("ckpt_every", f"must be >= 0, got {cfg.ckpt_every}")
-  if cfg.lanes < 1:
-    raise ConfigError("lanes", f"must be >= 1, got {cfg.lanes}")
+  if cfg.lanes < 0:
+    raise ConfigError("lanes", f"must be >= 0 (0: automatic), got {cfg.lanes}")
   if cfg.max_parallel_runs < 0:
     raise ConfigError("max_parallel_runs", f"must be >= 0, got {cfg.max_parallel_runs}")
 

@@ -307,8 +307,8 @@ class _Batch:
 
 def _batches(grid) -> list[_Batch]:
   out = []
-  unit = _device_count() * grid.cfg.lanes
   for g in grid.groups:
+    unit = _device_count() * _lanes(grid.cfg, g.experiment)
     cap = grid.cfg.max_parallel_runs or len(g.runs)
     cap = int(math.ceil(cap / unit) * unit)
     slices = [g.runs[i:i + cap] for i in range(0, len(g.runs), cap)]
@@ -318,6 +318,11 @@ def _batches(grid) -> list[_Batch]:
       name = f"g{g.index:03d}" + (f"_b{si:03d}" if len(slices) > 1 else "")
       out.append(_Batch(name, g, s, size))
   return out
+
+
+def _lanes(cfg, exp) -> int:
+  """``cfg.lanes``, or by default 8 for iterative and 1 for one-shot experiments."""
+  return cfg.lanes or (8 if isinstance(exp, Iterative) else 1)
 
 
 def _batch_inputs(cfg, exp, batch: _Batch):
@@ -366,7 +371,7 @@ def _checkpointer(path: pathlib.Path):
 def _run_iterative_batch(grid, batch: _Batch, wd: _Workdir, progress: Progress) -> list[dict]:
   cfg, exp = batch.group.cfg, batch.group.experiment
   progs = _programs_iterative(exp, _static_key(cfg, exp.hparams, batch.size, f"it:{cfg.experiment}")
-                              + (cfg.chunk_steps,), cfg.lanes)
+                              + (cfg.chunk_steps,), _lanes(cfg, exp))
   sharding = _sharding()
   keys, hp = _batch_inputs(cfg, exp, batch)
   keys, hp = _put(keys, sharding), _put(hp, sharding)
@@ -478,7 +483,7 @@ def _run_oneshot_batch(grid, batch: _Batch, wd: _Workdir, progress: Progress) ->
   n = len(batch.runs)
   if exp.jit:
     progs = _programs_oneshot(exp, _static_key(cfg, exp.hparams, batch.size, f"os:{cfg.experiment}"),
-                              cfg.lanes)
+                              _lanes(cfg, exp))
     sharding = _sharding()
     keys_d, hp_d = _put(keys, sharding), _put(hp, sharding)
     data = progs["make_data"](keys_d, hp_d) if progs["make_data"] else None
