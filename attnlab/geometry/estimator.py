@@ -14,8 +14,10 @@ Procedure (spec §5.3; every choice is an argument with the spec's default):
 5. Singular values ``s_1 >= ... >= s_n`` (``n = min(m, P)``) and two ranks:
    ``rank_tol = #{s_k > s_1 max(m, P) eps}``; ``rank_gap = argmax_k
    log(s_k / s_{k+1}) + 1`` where ``s_{n+1}`` is the tolerance ``s_1 max(m, P) eps``
-   (so a full-rank J gets ``rank_gap = n`` when it is well above the noise) and
-   ``gap = max_k s_k / s_{k+1}``. If ``s_1 = 0`` both ranks are 0 and the gap is
+   (so a full-rank J gets ``rank_gap = n`` when it is well above the noise),
+   every ``s_k`` is floored at the rounding level ``s_1 eps`` (exact zeros would
+   make noise/0 the largest ratio), and ``gap = max_k s_k / s_{k+1}`` (so at
+   most about ``1 / eps``). If ``s_1 = 0`` both ranks are 0 and the gap is
    reported as ``-log10(tiny)`` (effectively infinite, but finite). The estimate is **reliable** iff ``rank_tol == rank_gap`` and
    ``gap >= min_gap``.
 6. Several trials (fresh weights and inputs each): the reported estimate is the
@@ -85,7 +87,11 @@ def rank_stats(J: jax.Array, min_gap=1e6, row_normalize: bool = True) -> dict[st
   tol = s[0] * max(m, p) * eps
   rank_tol = jnp.sum(s > tol).astype(jnp.int32)
   tiny = jnp.finfo(J.dtype).tiny
-  s_ext = jnp.maximum(jnp.concatenate([s, tol[None]]), tiny)
+  # Floor every singular value at the rounding level s_1 eps: exact zeros (e.g.
+  # parameters that provably do not act, as Q, K at t = 1 with softmax) would
+  # otherwise make noise / 0 the "largest gap".
+  floor = jnp.maximum(s[0] * eps, tiny)
+  s_ext = jnp.maximum(jnp.concatenate([s, tol[None]]), floor)
   log_ratio = jnp.log(s_ext[:-1]) - jnp.log(s_ext[1:])
   k = jnp.argmax(log_ratio)
   zero = s[0] <= tiny

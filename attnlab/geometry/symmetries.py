@@ -98,6 +98,12 @@ def scaling_generator(params: Params, i: int) -> Params:
   return _replace(_zero_tangent(params), i, Layer(L.Q, jnp.zeros_like(L.K), -L.V))
 
 
+def conditioned(G: jax.Array) -> jax.Array:
+  """A well-conditioned group element from a Gaussian ``G: (n, n)``: ``G / sqrt(n) + 2 I``."""
+  n = G.shape[0]
+  return G / jnp.sqrt(float(n)) + 2.0 * jnp.eye(n, dtype=G.dtype)
+
+
 def random_conditioned(key: jax.Array, n: int, dtype=None) -> jax.Array:
   """A random well-conditioned ``(n, n)`` matrix: N(0, 1) entries / sqrt(n) + 2 I."""
-  return jax.random.normal(key, (n, n), dtype) / jnp.sqrt(float(n)) + 2.0 * jnp.eye(n, dtype=dtype)
+  return conditioned(jax.random.normal(key, (n, n), dtype))
