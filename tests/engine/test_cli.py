@@ -100,13 +100,3 @@ def test_help_lists_configs(repo_root):
   out, err = p.communicate(timeout=60)
   assert "configs/quickstart.py" in out + err
 
-
-def test_mhla_last_from_stats_matches_forward(getkey):
-  import jax
-  import numpy as np
-  from attnlab.core import linear_attention as la
-  V, Q = la.init_mhla(getkey(), 3, 4, 2)
-  Zs = jax.random.normal(getkey(), (5, 4, 7))
-  ref = la.mhla_batch(V, Q, Zs, "last")
-  got = la.mhla_last_from_stats(V, Q, jax.vmap(la.gram)(Zs), Zs[:, :, -1])
-  np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6)
