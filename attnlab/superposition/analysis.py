@@ -451,15 +451,20 @@ def _robust_figure(recs, outdir):
 # ----------------------------------------------------------------------------
 # Theory tables
 
-# spec tolerances (T1-T3) where the asymptotic formula is expected to hold at N = 1e5
+# Spec tolerances (T1-T3) on the domains where the spec expects the asymptotic formula to hold at N = 1e5:
+# linear/teacher_scale with a + 2b >= 2 (T1; 0.02 at a + 2b = 2, as for (2, 0)), logistic/teacher_scale with
+# b = 0 and a >= 1.5 (T2), loss_weight with a + b >= 2 (T3). Elsewhere (a + 2b or a + b near 1, or logistic with
+# b > 0, which carries ln(a_i / s0) corrections, spec §5.4) the finite-N fit is reported without a check.
 def _tolerance(a, b, dyn, mode) -> float | None:
   if mode == "loss_weight":
-    return 0.015
+    return 0.015 if a + b >= 2.0 - 1e-9 else None
   if dyn == "linear":
+    if a + 2 * b < 2.0 - 1e-9:
+      return None
     return 0.02 if a + 2 * b <= 2.0 + 1e-9 else 0.01
-  if b == 0:
+  if b == 0 and a >= 1.5 - 1e-9:
     return 0.02
-  return None  # logistic teacher_scale with b > 0: log corrections, no asymptotic check (spec §5.4)
+  return None
 
 
 def summarize_theory(cfg, runs: list) -> dict:
