@@ -225,7 +225,7 @@ def summarize(cfg, runs) -> dict:
   out: dict = {}
   per_method_n: dict = {}
   thr = float(cfg.converged_test_mse)
-  for key, rs in sorted(by.items(), key=lambda kv: tuple(str(x) for x in kv[0])):
+  for key, rs in sorted(by.items(), key=lambda kv: (kv[0][0], kv[0][1]) + tuple(str(x) for x in kv[0][2:])):
     method, n = key[0], key[1]
     ok = [r for r in rs if r["status"] == "ok"]
     med = lambda name: (float(np.median([_final(r, name) for r in ok])) if ok else None)

@@ -192,16 +192,33 @@ def relative_population_loss(params: dict, Sigma: jax.Array, Sigma_half: jax.Arr
 # Empirical losses
 # ----------------------------------------------------------------------------
 
+def _chunked_queries(fn, Xq: jax.Array, extra: jax.Array, chunk: int) -> jax.Array:
+  """Apply ``fn(Xq_chunk (d, c), extra_chunk (c, ...)) -> (k, c)`` to the
+  query columns ``chunk`` at a time (padding the last chunk) under
+  ``lax.map``, rematerialising each chunk in the backward pass. Returns (k, t).
+  """
+  d, t = Xq.shape
+  c = max(1, min(chunk, t))
+  n_chunks = -(-t // c)
+  pad = n_chunks * c - t
+  Xp = jnp.pad(Xq, ((0, 0), (0, pad))).reshape(d, n_chunks, c).transpose(1, 0, 2)  # (n_chunks, d, c)
+  Ep = jnp.pad(extra, ((0, pad),) + ((0, 0),) * (extra.ndim - 1))
+  Ep = Ep.reshape((n_chunks, c) + extra.shape[1:])
+  out = jax.lax.map(jax.checkpoint(lambda a: fn(*a)), (Xp, Ep))  # (n_chunks, k, c)
+  k = out.shape[1]
+  return out.transpose(1, 0, 2).reshape(k, n_chunks * c)[:, :t]
+
+
 def self_mode_predictions(params: dict, Xq: jax.Array, X: jax.Array, query_index: Optional[jax.Array] = None,
                           exclude_self_token: bool = False, orientation: Orientation = "query_left",
                           chunk: int = 256) -> jax.Array:
   """Predictions of queries ``Xq`` (d, t) attending over the training set X (d, n).
 
-  Queries are processed ``chunk`` at a time (``lax.map`` with ``batch_size``)
-  and each chunk is rematerialised in the backward pass, so memory is
-  O(chunk * n), never n x n. With ``exclude_self_token``, query q does not see
-  token ``query_index[q]`` (its own index in X; pass -1 for a fresh query).
-  Returns (k, t).
+  Queries are processed ``chunk`` at a time (a ``lax.map`` over chunks, each
+  chunk one (chunk, n) attention matrix) and each chunk is rematerialised in
+  the backward pass, so memory is O(chunk * n), never n x n. With
+  ``exclude_self_token``, query q does not see token ``query_index[q]`` (its
+  own index in X; -1 for a fresh query). Returns (k, t).
   """
   chex.assert_rank([Xq, X], 2)
   t, n = Xq.shape[1], X.shape[1]
@@ -209,14 +226,11 @@ def self_mode_predictions(params: dict, Xq: jax.Array, X: jax.Array, query_index
     query_index = jnp.full((t,), -1, jnp.int32)
   keys = jnp.arange(n)
 
-  @jax.checkpoint
-  def one(args):
-    xq, qi = args
-    mask = (keys != qi)[:, None] if exclude_self_token else None
-    return forward(params, xq[:, None], X, mask, orientation)[:, 0]
+  def one(xq, qi):  # xq: (d, c), qi: (c,)
+    mask = keys[:, None] != qi[None, :] if exclude_self_token else None
+    return forward(params, xq, X, mask, orientation)
 
-  out = jax.lax.map(one, (Xq.T, query_index), batch_size=min(chunk, t))  # (t, k)
-  return out.T
+  return _chunked_queries(one, Xq, query_index, chunk)
 
 
 def prompt_mode_predictions(params: dict, Xq: jax.Array, contexts: jax.Array, orientation: Orientation = "query_left",
@@ -225,12 +239,11 @@ def prompt_mode_predictions(params: dict, Xq: jax.Array, contexts: jax.Array, or
   context ``contexts[i]`` (n, d, N). Returns (k, n)."""
   chex.assert_rank(contexts, 3)
 
-  @jax.checkpoint
-  def one(args):
-    xq, ctx = args
-    return forward(params, xq[:, None], ctx, None, orientation)[:, 0]
+  def one(xq, ctx):  # xq: (d, c), ctx: (c, d, N)
+    f = jax.vmap(lambda x, C: forward(params, x[:, None], C, None, orientation)[:, 0])(xq.T, ctx)
+    return f.T
 
-  return jax.lax.map(one, (Xq.T, contexts), batch_size=min(chunk, Xq.shape[1])).T
+  return _chunked_queries(one, Xq, contexts, chunk)
 
 
 def half_mse(pred: jax.Array, Y: jax.Array) -> jax.Array:
