@@ -15,8 +15,7 @@ each run calls a jitted kernel (:func:`attnlab.geometry.estimator.estimate_kerne
 :data:`symmetry_kernel`; one compiled program per architecture, compiled at
 LLVM opt level 0, trials vmapped inside, later seeds reuse it); the estimator
 experiments report the kernel's wall time, compile included, as ``seconds``.
-:func:`critical_points` is ``OneShot(jit=True)`` (seeds and points vmapped by
-the engine). All run in float64 unless ``x64`` is
+:func:`critical_points` works the same way with :func:`critical_kernel`. All run in float64 unless ``x64`` is
 off (the float32 precision-guard demo).
 
 Shared estimator fields (:func:`estimator_fields`, spec §5.3 [reconstructed]
@@ -29,6 +28,7 @@ std ``init_std / sqrt(d_in)``; "normal": std ``init_std``), ``init_std``,
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 import time
@@ -275,11 +275,28 @@ def uniform(cfg) -> OneShot:
 # Critical points (single layer, structured weights)
 
 
+@functools.partial(jax.jit, static_argnames=("arch", "n_inputs", "trials", "init", "row_normalize"),
+                   compiler_options=ge.COMPILER_OPTIONS)
+def critical_kernel(key, point, init_std, temperature, min_gap, *, arch, n_inputs, trials, init="fan_in",
+                    row_normalize=True):
+  """:func:`attnlab.geometry.estimator.estimate_kernel` at the structured point
+  ``POINT_NAMES[point]`` (``point`` traced: one program for the whole table)."""
+  data = ge.draw(key, arch, n_inputs, trials, init, init_std)
+
+  def structure(th):
+    (layer,) = ravel_pytree(gm.zeros_params(arch, th.dtype))[1](th)
+    return ravel_pytree((gc.structured_point_index(layer, point),))[0]
+
+  data["theta"] = jax.vmap(structure)(data["theta"])
+  out = ge.estimate_from_data(data, arch, temperature, min_gap, row_normalize)
+  return {k: out[k] for k in ("rank_tol", "rank_gap", "gap_log10", "reliable", "sv")}
+
+
 def critical_points(cfg) -> OneShot:
   """Jacobian rank of one layer at the structured points of spec §3.2.
 
   ``point`` is a traced index into :data:`attnlab.geometry.critical.POINT_NAMES`
-  (swept), so the whole table is one compiled program.
+  (swept), so the whole table is one compiled program (:func:`critical_kernel`).
   """
   _check_estimator_fields(cfg)
   widths = _int_tuple(cfg, "widths")
@@ -291,21 +308,13 @@ def critical_points(cfg) -> OneShot:
     check(isinstance(p, int) and 0 <= p < len(gc.POINT_NAMES), "point",
           f"must be an index into {gc.POINT_NAMES}, got {cfg.point!r}")
   n = n_inputs_of(cfg, arch)
-
-  def make_data(key, hp):
-    return ge.draw_inputs(key, arch, n, cfg.trials)
+  static = dict(arch=arch, n_inputs=n, trials=cfg.trials, init=cfg.init, row_normalize=cfg.row_normalize)
 
   def compute(key, hp, data):
-    theta = ge.draw_params(prng.stream(key, prng.INIT), arch, cfg.trials, cfg.init, hp["init_std"])
-
-    def structure(th):
-      (layer,) = ravel_pytree(gm.zeros_params(arch, th.dtype))[1](th)
-      return ravel_pytree((gc.structured_point_index(layer, hp["point"]),))[0]
-
-    theta = jax.vmap(structure)(theta)
-    out = ge.estimate_from_data({"theta": theta, "X": data}, arch, hp["temperature"], hp["min_gap"],
-                                cfg.row_normalize)
-    return {k: out[k] for k in ("rank_tol", "rank_gap", "gap_log10", "reliable", "sv")}
+    del data
+    out = critical_kernel(jnp.asarray(key), hp["point"], hp["init_std"], hp["temperature"], hp["min_gap"],
+                          **static)
+    return {k: np.asarray(v) for k, v in jax.device_get(out).items()}
 
   def summarize(cfg, runs):
     rows = []
@@ -340,8 +349,8 @@ def critical_points(cfg) -> OneShot:
     ax.legend(fontsize=6)
     return [plotting.savefig(fig, outdir / "critical_points.png")]
 
-  return OneShot(compute=compute, jit=True, x64=cfg.x64, make_data=make_data,
-                 hparams=("point",) + ESTIMATOR_HPARAMS, summarize=summarize, figures=figures)
+  return OneShot(compute=compute, jit=False, x64=cfg.x64, hparams=("point",) + ESTIMATOR_HPARAMS,
+                 summarize=summarize, figures=figures)
 
 
 # ----------------------------------------------------------------------------
@@ -423,6 +432,13 @@ symmetry_kernel = jax.jit(symmetry_checks, static_argnames=("arch", "init"),
 symmetry_kernel.__doc__ = "``jit(symmetry_checks)`` (``arch``, ``init`` static; LLVM opt level 0)."
 
 
+@functools.partial(jax.jit, static_argnames=("arch", "n_inputs", "init"), compiler_options=ge.COMPILER_OPTIONS)
+def symmetry_run(key, init_std, scale_c, temperature, min_gap, *, arch, n_inputs, init="fan_in"):
+  """:func:`symmetry_checks` from a run key: inputs from the DATA stream, the rest from INIT."""
+  X = ge.draw_inputs(prng.stream(key, prng.DATA), arch, n_inputs, 1)[0]
+  return symmetry_checks(prng.stream(key, prng.INIT), X, arch, init, init_std, scale_c, temperature, min_gap)
+
+
 def symmetries(cfg) -> OneShot:
   """Invariance errors of every symmetry and the Jacobian kernel (sweep ``kind`` for both kinds)."""
   arch = arch_of(cfg)
@@ -431,10 +447,8 @@ def symmetries(cfg) -> OneShot:
 
   def compute(key, hp, data):
     del data
-    key = jnp.asarray(key)
-    X = ge.draw_inputs(prng.stream(key, prng.DATA), arch, n, 1)[0]
-    out = symmetry_kernel(prng.stream(key, prng.INIT), X, arch=arch, init=cfg.init, init_std=hp["init_std"],
-                          scale_c=hp["scale_c"], temperature=hp["temperature"], min_gap=hp["min_gap"])
+    out = symmetry_run(jnp.asarray(key), hp["init_std"], hp["scale_c"], hp["temperature"], hp["min_gap"],
+                       arch=arch, n_inputs=n, init=cfg.init)
     return {k: np.asarray(v) for k, v in jax.device_get(out).items()}
 
   def summarize(cfg, runs):

@@ -1,0 +1,79 @@
+"""The geometry configs through the engine: Figure 3 (smoke), critical points, bad input."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from attnlab.engine import grid as grid_lib
+from attnlab.engine import runner
+from attnlab.engine.experiment import ConfigError
+from attnlab.geometry import experiments as gx
+
+
+def _load(repo_root, name, arg=None):
+  import importlib.util
+  spec = importlib.util.spec_from_file_location(name, repo_root / "configs" / f"{name}.py")
+  mod = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(mod)
+  return mod.get_config(arg)
+
+
+def test_figure3_smoke_through_runner(repo_root, tmp_path):
+  """Check 6 at delta = 3, 4 (N = 250, one float64 trial each)."""
+  cfg = _load(repo_root, "geometry_figure3", "smoke")
+  summary = runner.run(cfg, tmp_path / "fig3", quiet=True, tb=False)
+  assert summary["delta"] == [3, 4]
+  assert summary["estimated"] == summary["expected"] == [25, 40]
+  assert summary["reliable"] == [True, True] and min(summary["gap_log10"]) >= 6
+  assert (tmp_path / "fig3" / "dimension.png").stat().st_size > 0
+  assert json.loads((tmp_path / "fig3" / "summary.json").read_text())["estimated"] == [25, 40]
+
+
+def test_critical_points_through_runner(repo_root, tmp_path):
+  """Check 8: the §3.2 table, 8 structured points in one compiled program."""
+  cfg = _load(repo_root, "geometry_critical_points")
+  summary = runner.run(cfg, tmp_path / "crit", quiet=True, tb=False)
+  assert summary["points"][0] == "generic" and summary["ranks"][0] == summary["generic_formula"] == 23
+  assert summary["ranks"] == [23, 21, 18, 23, 18, 8, 0, 12]
+  assert summary["all_match_spec"]
+
+
+
+
+@pytest.mark.parametrize("fields,field", [
+    (dict(widths=(4, 3, 3), attn_dims=(2,)), "attn_dims"),
+    (dict(t=0), "t"),
+    (dict(widths=(4, 0, 3)), "widths"),
+    (dict(kind="relu"), "kind"),
+    (dict(n_inputs=-1), "n_inputs"),
+])
+def test_bad_input_is_a_config_error(repo_root, fields, field):
+  cfg = _load(repo_root, "geometry_dimension")
+  with cfg.unlocked():
+    for k, v in fields.items():
+      cfg[k] = v
+  with pytest.raises(ConfigError) as e:
+    grid_lib.build_grid(cfg)
+  assert e.value.field == field
+
+
+def test_bad_input_cli_exit_status(repo_root, tmp_path):
+  """Acceptance 4: one line on stderr, exit status 2, nothing written."""
+  wd = tmp_path / "bad"
+  p = subprocess.run([sys.executable, "-m", "attnlab.run", "--config=configs/geometry_dimension.py",
+                      f"--workdir={wd}", "--config.widths=(6,5,4)", "--config.attn_dims=(3,2,1)"],
+                     cwd=repo_root, capture_output=True, text=True, timeout=120)
+  assert p.returncode == 2, p.stderr
+  lines = [l for l in p.stderr.strip().splitlines() if l.strip()]
+  assert len(lines) == 1 and "attn_dims" in lines[0], p.stderr
+  assert not wd.exists()
+
+
+def test_uniform_delta_tuple_validated(repo_root):
+  cfg = _load(repo_root, "geometry_figure3")
+  with cfg.unlocked():
+    cfg.delta = (3, 0)
+  with pytest.raises(ConfigError) as e:
+    grid_lib.build_grid(cfg)
+  assert e.value.field == "delta"
