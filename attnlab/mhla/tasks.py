@@ -49,11 +49,21 @@ def assoc_memory_teacher(d: int, dtype=jnp.float32):
   return V, Q
 
 
-def _random_orthogonal(key, d, dtype):
-  """A Haar-random orthogonal d x d matrix (QR with the sign fix)."""
-  A = jax.random.normal(key, (d, d), dtype)
-  Qm, R = jnp.linalg.qr(A)
-  return Qm * jnp.sign(jnp.diagonal(R))[None, :]
+def random_orthogonal_batch(key, N: int, d: int, dtype=jnp.float32) -> jax.Array:
+  """N Haar-random orthogonal d x d matrices: (N, d, d).
+
+  Gram-Schmidt on the columns of a Gaussian matrix (= QR with a positive
+  diagonal R, hence Haar), written as d static steps of batched vector ops: a
+  batched ``jnp.linalg.qr`` over 2^14 small matrices stalled on CPU.
+  """
+  A = jax.random.normal(key, (N, d, d), dtype)
+  cols = []
+  for j in range(d):
+    v = A[:, :, j]
+    for q in cols:
+      v = v - jnp.sum(q * v, axis=1, keepdims=True) * q
+    cols.append(v / jnp.linalg.norm(v, axis=1, keepdims=True))
+  return jnp.stack(cols, axis=2)
 
 
 def assoc_memory_data(key: jax.Array, d: int, N: int, frac_unident, am_label: str = "exact",
@@ -76,8 +86,8 @@ def assoc_memory_data(key: jax.Array, d: int, N: int, frac_unident, am_label: st
   kk, kv, ko1, ko2, kq, kz, ku = jax.random.split(key, 7)
   Kg = jax.random.normal(kk, (N, d, d), dtype)
   Vg = jax.random.normal(kv, (N, d, d), dtype)
-  Ko = jax.vmap(lambda k: _random_orthogonal(k, d, dtype))(jax.random.split(ko1, N))
-  Vo = jax.vmap(lambda k: _random_orthogonal(k, d, dtype))(jax.random.split(ko2, N))
+  Ko = random_orthogonal_batch(ko1, N, d, dtype)
+  Vo = random_orthogonal_batch(ko2, N, d, dtype)
   unident = jax.random.uniform(ku, (N,)) < frac_unident
   K = jnp.where(unident[:, None, None], Ko, Kg)
   Vals = jnp.where(unident[:, None, None], Vo, Vg)
