@@ -15,6 +15,8 @@ flax -> river -> flax round trip is bit-exact.
 """
 from __future__ import annotations
 
+import zlib
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -76,7 +78,7 @@ def _set_ln(prm, key, mode, dtype):
     names = [getattr(p, "key", "") for p in path]
     if not any(str(n).startswith("ln") for n in names):
       return x
-    k = jax.random.fold_in(key, hash(tuple(str(n) for n in names)) % (2 ** 31))
+    k = jax.random.fold_in(key, zlib.crc32("/".join(str(n) for n in names).encode()) % (2 ** 31))
     base = 1.0 if names[-1] == "scale" else 0.0
     if mode == "projection":
       return jnp.full(x.shape, base + 0.2 * jax.random.normal(k, ()), dtype)
