@@ -35,12 +35,12 @@ def get_config(arg=None):
   a = parse_arg(arg, s1=False, map=False, s2=False, smoke=False)
   f = dict(SIM_FIELDS)
   f.update(student="tied_relu_nobias", n_features=128, k_ratio=1.0, batch=512, lr=0.25, sigma0=1e-2,
-           eval_size=16384, freq_exp=(1.2, 1.5, 2.0, 3.0), imp_exp=(0.0, 0.5))
-  eng = dict(seeds=2, steps=2000, log_spacing="log", n_log_points=60, chunk_steps=250, ckpt_every=0)
+           eval_size=4096, eval_chunk=4096, freq_exp=(1.2, 1.5, 2.0, 3.0), imp_exp=(0.0, 0.5))
+  eng = dict(seeds=2, steps=2000, log_spacing="log", n_log_points=40, chunk_steps=250, ckpt_every=0)
   swept = ["freq_exp", "imp_exp"]
   if a["s1"]:
-    f.update(freq_exp=(1.2,), imp_exp=(0.0,), lr=(0.05, 0.1, 0.2, 0.25))
-    eng.update(steps=2500)
+    f.update(freq_exp=(1.2,), imp_exp=(0.0,), lr=(0.05, 0.1, 0.2, 0.25), eval_size=16384)
+    eng.update(steps=2500, n_log_points=60)
     swept.append("lr")
   if a["map"]:
     f.update(freq_exp=(1.2, 1.5, 1.8, 2.1, 2.4, 2.7, 3.0), imp_exp=(0.0, 0.25, 0.5, 0.75, 1.0), lr=0.1,

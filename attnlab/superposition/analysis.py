@@ -82,6 +82,11 @@ def analyze_run(run: dict, cfg, logs) -> dict:
              plateau_loss=f["L_inf"], sigma_noise=f["sigma_noise"], final_loss=float(Lp[-1]),
              t_target=fitlib.time_to_target(t, Lp, float(cfg.accel_target_frac) * L0),
              time_unit="lr*step" if not np.array_equal(t, steps_p.astype(float)) else "step")
+  # the same data fitted on L - L_inf (spec §6.2 step 5): over the raw-L window, and over its own automatic window
+  Lsub = Lp - f["L_inf"]
+  out["gamma_sub_same_window"] = fitlib.fit_gamma_on_window(t, np.where(Lsub > 0, Lsub, np.nan), f["fit_window"])
+  fs = fitlib.fit_gamma(t, np.where(Lsub > 0, Lsub, np.nan), L0 - f["L_inf"], opts, steps=steps_p)
+  out["gamma_sub_auto"], out["fit_window_sub_auto"] = fs["gamma"], fs["fit_window"]
   _, rep = logs.curve(run["run_id"], "represented")
   out["represented_features"] = float(rep[-1]) if rep.size else float("nan")
   optimizer = _get(run, cfg, "optimizer")
@@ -131,13 +136,15 @@ def analyze(cfg, logs) -> dict:
     rec["n_seeds"] = len(res)
     rec["n_diverged"] = sum(r["status"] != "ok" for r in res)
     for name in ("gamma", "plateau_loss", "represented_features", "final_loss", "gamma_ode_same_window",
-                 "gamma0_ode", "front_slope", "t_target", "t_target_ode", "window_decades"):
+                 "gamma0_ode", "front_slope", "t_target", "t_target_ode", "window_decades",
+                 "gamma_sub_same_window", "gamma_sub_auto"):
       mean, std = _agg([r.get(name) for r in res])
       rec[name] = mean
       if name in ("gamma", "plateau_loss", "front_slope"):
         rec[name + "_std"] = std
     rec["gamma_per_seed"] = [r.get("gamma") for r in res]
     rec["fit_window"] = [r.get("fit_window") for r in res]
+    rec["fit_window_sub_auto"] = [r.get("fit_window_sub_auto") for r in res]
     rec["n_windows"] = sum(r.get("fit_window") is not None for r in res)
     mins = [r["ode_ratio_min"] for r in res if "ode_ratio_min" in r]
     maxs = [r["ode_ratio_max"] for r in res if "ode_ratio_max" in r]
