@@ -113,7 +113,8 @@ def summarize(cfg, runs):
     d_out = d if d_out_f in (0, None) else d_out_f
     lr = _coord(r, cfg, "lr")
     key = f"d={d},N={N},d_out={d_out}"
-    groups.setdefault(key, {}).setdefault(f"lr={lr:g}", {}).setdefault(_coord(r, cfg, "model"), []).append(
+    hkey = f"lr={lr:g},init_std={_coord(r, cfg, 'init_std'):g}"
+    groups.setdefault(key, {}).setdefault(hkey, {}).setdefault(_coord(r, cfg, "model"), []).append(
         r["final"]["rel_mse"] if r["status"] == "ok" else float("nan"))
     t_std = cfg.teacher_init_std if cfg.teacher_init_std is not None else d ** -0.5
     z_std = cfg.input_std if cfg.input_std is not None else cfg.n_tokens ** -0.5
@@ -132,7 +133,7 @@ def summarize(cfg, runs):
 
 def figures(cfg, logs, outdir):
   """fig1_heads.png: rel_mse against step per model (median + IQR over seeds), one
-  panel per (d, n_train, d_out, lr), with Algorithm 1's relMSE as a dashed line."""
+  panel per (d, n_train, d_out, lr, init_std), with Algorithm 1's relMSE as a dashed line."""
   import json
   import pathlib
   import matplotlib.pyplot as plt
@@ -150,7 +151,7 @@ def figures(cfg, logs, outdir):
     d = c.get("d", cfg.d)
     d_out_f = c.get("d_out", cfg.d_out)
     d_out = d if d_out_f in (0, None) else d_out_f
-    key = (d, c.get("n_train", cfg.n_train), d_out, c.get("lr", cfg.lr))
+    key = (d, c.get("n_train", cfg.n_train), d_out, c.get("lr", cfg.lr), c.get("init_std", cfg.init_std))
     panels.setdefault(key, []).append((c.get("model", cfg.model), ids))
   keys = sorted(panels)
   ncol = min(4, len(keys))
@@ -167,7 +168,7 @@ def figures(cfg, logs, outdir):
       ax.axhline(max(a1, 1e-30), color="k", ls="--", lw=1, label="Algorithm 1")
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_title(f"d={key[0]}, N={key[1]}, d_out={key[2]}, lr={key[3]:g}", fontsize=8)
+    ax.set_title(f"d={key[0]}, N={key[1]}, d_out={key[2]}, lr={key[3]:g}, init={key[4]:g}", fontsize=7)
     ax.set_xlabel("step")
     ax.set_ylabel("train MSE / Var(y)")
   axes.flat[0].legend(fontsize=6)

@@ -1,0 +1,80 @@
+"""Do extra heads help optimisation? (Yau et al. Fig. 1 / Fig. 3; spec check C7)
+
+A random single-head teacher labels N sequences of n = 20 tokens (last-token
+labels); students trained by Adam (batch 64) in float32, 3 seeds:
+single-layer MHLA with H in {1, 2, 4, 8, 16} heads, single-head stacks of
+L in {2, 4} layers, and a small pre-LN softmax Transformer; Algorithm 1's
+relative MSE (float64 refit of the same data) is the dashed line.
+
+Default (Fig. 1 / 3 grid): d in {2, 4}, N in {256, 2048}, d_out in {d, 1},
+lr = 1e-2, 2000 steps: 64 static groups x 3 seeds.
+  python -m attnlab.run --config=configs/mhla_heads.py --workdir=/tmp/mhla_heads
+Runtime: about 25 minutes on 2 idle CPU cores (the Transformer groups dominate).
+
+Variant ``:c7`` (check C7): d = 4, N = 2048, H in {1, 16}, d_out in {d, 1},
+lr = 1e-2, 500 steps, 3 seeds (4 programs, ~2 minutes):
+  python -m attnlab.run --config=configs/mhla_heads.py:c7 --workdir=/tmp/mhla_c7
+Expected (summary.json, c7_ratio_h1_over_h16): >= 100 for both d_out.
+
+``:smoke``: d = 2, N = 64, 20 steps, H in {1, 4} and tf, 1 seed (for tests).
+"""
+from attnlab.engine.config import base_config, parse_arg
+
+
+def get_config(arg=None):
+  a = parse_arg(arg, c7=False, smoke=False)
+  cfg = base_config(
+      "attnlab.mhla.exp_heads:experiment",
+      seeds=3,
+      steps=2000,
+      log_spacing="log",
+      n_log_points=30,
+      chunk_steps=500,
+      ckpt_every=0,
+      d=4,
+      d_out=0,  # 0 means d_out = d (the default of spec §9.A2); 1: scalar output
+      n_tokens=20,
+      n_train=2048,
+      heads_teacher=1,
+      teacher_init_std=None,  # None: d^-1/2  [reconstructed, §9.A3]
+      input_std=None,  # None: n_tokens^-1/2  [reconstructed, §9.A3]
+      model="mhla:16",  # mhla:H | stack:L | tf
+      batch=64,
+      lr=1e-2,  # the paper's grid: {1e-2, 1e-3}
+      weight_decay=0.0,  # AdamW decay  [reconstructed, §9.A6]
+      init_std=0.1,  # student init N(0, std^2) for mhla / stack  [reconstructed: not in the paper]
+      residual=True,  # stacked model  [reconstructed, §2.3]
+      readout="attn",  # attn | residual_stream  [reconstructed, §2.3]
+      tf_d_model=64,  # full Transformer  [reconstructed, §9.A4]
+      tf_heads=4,
+      tf_mlp_ratio=4,
+      tf_layers=1,
+      tf_norm="pre_ln",
+  )
+  cfg.model_values = ("mhla:1", "mhla:2", "mhla:4", "mhla:8", "mhla:16", "stack:2", "stack:4", "tf")
+  cfg.d_values = (2, 4)
+  cfg.n_train_values = (256, 2048)
+  cfg.d_out_values = (0, 1)
+  if a["c7"]:
+    cfg.steps = 500
+    cfg.model_values = ("mhla:1", "mhla:16")
+    cfg.d_values = (4,)
+    cfg.n_train_values = (2048,)
+    cfg.init_std_values = (0.1, 0.5, 1.0)  # the outcome for d_out = d depends on it
+    cfg.sweep.init_std = cfg.get_ref("init_std_values")
+  if a["smoke"]:
+    cfg.seeds = 1
+    cfg.steps = 20
+    cfg.chunk_steps = 10
+    cfg.n_log_points = 5
+    cfg.model_values = ("mhla:1", "mhla:4", "tf")
+    cfg.d_values = (2,)
+    cfg.n_train_values = (64,)
+    cfg.d_out_values = (0,)
+    cfg.tf_d_model = 8
+    cfg.tf_heads = 2
+  cfg.sweep.model = cfg.get_ref("model_values")
+  cfg.sweep.d = cfg.get_ref("d_values")
+  cfg.sweep.n_train = cfg.get_ref("n_train_values")
+  cfg.sweep.d_out = cfg.get_ref("d_out_values")
+  return cfg
