@@ -14,8 +14,11 @@ Command:
   python -m attnlab.run --config=configs/superposition_bottleneck.py --workdir=/tmp/s4_bn_adam \
       --config.optimizer=adam --config.lr="(0.001,0.003,0.01)"
 
-Runtime on 2 shared CPU cores: about 10-15 min (the K = 256 group dominates:
-a 1024 x 256 tied student costs ~40 ms per step and run on a loaded machine).
+Default K/N in {1/16, 1/32, 1/64} (K = 64, 32, 16): the spec's K = N/4 = 256
+costs ~40 ms per step and run on a loaded 2-core machine (add it with
+--config.k_ratio="(0.25,0.0625,0.015625)"; ~30 min).
+
+Runtime on 2 shared CPU cores: about 10 min.
 
 Expected result (summary.json ``settings_fit``: gamma, fit_window,
 plateau_loss, represented_features per setting; ``checks``: P1-P4 pass/fail):
@@ -32,7 +35,7 @@ from attnlab.superposition.experiment import SIM_FIELDS
 def get_config(arg=None):
   a = parse_arg(arg, smoke=False, nobias=False)
   f = dict(SIM_FIELDS)
-  f.update(student="tied_relu", n_features=1024, k_ratio=(0.25, 0.0625, 0.015625), batch=256, lr=(0.25,),
+  f.update(student="tied_relu", n_features=1024, k_ratio=(0.0625, 0.03125, 0.015625), batch=256, lr=(0.25,),
            freq_exp=(1.2, 2.0), imp_exp=(0.0,), sigma0=1e-2, eval_size=4096, eval_chunk=4096, n_probes=12)
   eng = dict(seeds=3, steps=2000, log_spacing="log", n_log_points=40, chunk_steps=250, ckpt_every=0)
   if a["nobias"]:

@@ -15,7 +15,8 @@ Commands (each writes summary.json with ``settings_fit`` and ``checks``):
   python -m attnlab.run --config=configs/superposition_no_sup.py:s2 --workdir=/tmp/sp_s2    # S2 (linear_full)
 
 Runtimes on 2 (shared) CPU cores: ``:s1`` about 1 min; default about 3 min;
-``:map`` about 6 min; ``:s2`` about 1 min. Sizes are reduced from the spec's
+``:map`` about 4 min (a 4 x 3 grid of (a, b); the spec's 7 x 5 with
+--config.freq_exp=... --config.imp_exp=...); ``:s2`` about 1 min. Sizes are reduced from the spec's
 N = K = 1024 (a 1024 x 1024 tied student costs ~1.6 GMAC per step and run,
 hours on 2 cores): default and ``:map`` use N = K = 128. See
 experiments/superposition/README.md for the measured numbers.
@@ -43,12 +44,12 @@ def get_config(arg=None):
     eng.update(steps=2500, n_log_points=60)
     swept.append("lr")
   if a["map"]:
-    f.update(freq_exp=(1.2, 1.5, 1.8, 2.1, 2.4, 2.7, 3.0), imp_exp=(0.0, 0.25, 0.5, 0.75, 1.0), lr=0.1,
+    f.update(freq_exp=(1.2, 1.8, 2.4, 3.0), imp_exp=(0.0, 0.5, 1.0), lr=0.1,
              sigma0=3e-3)
     eng.update(seeds=1, steps=2000)
   if a["s2"]:
-    f.update(student="linear_full", freq_exp=(1.2,), imp_exp=(0.0,), sigma0=1e-4)
-    eng.update(steps=1000)
+    f.update(student="linear_full", freq_exp=(1.2,), imp_exp=(0.0,), sigma0=1e-4, lr=0.05, batch=2048)
+    eng.update(steps=3000)
   if a["smoke"]:
     f.update(n_features=32, freq_exp=(1.2,), imp_exp=(0.0,), batch=128, eval_size=1024, eval_chunk=1024,
              n_probes=6)

@@ -193,10 +193,41 @@ def checks_no_sup(recs: list, per_run: list, cfg, logs) -> dict:
                               "expected": 1 / (r["freq_exp"] + r["imp_exp"]),
                               "pass": bool(abs(r["front_slope"] * (r["freq_exp"] + r["imp_exp"]) - 1) <= 0.1)}
                              for r in fronts]
+  s2 = linear_full_diagonal(cfg, logs)
+  if s2 is not None:
+    out["S2_linear_full_diagonal"] = s2
   s3 = time_unit_collapse(cfg, logs)
   if s3 is not None:
     out["S3_time_unit_collapse"] = s3
   return out
+
+
+def linear_full_diagonal(cfg, logs, max_feature: int = 20, lower: float = 0.1):
+  """S2: for ``linear_full`` SGD runs, the logged probes s_i/a_i (i <= 20) against
+  1 - exp(-2 lambda_i t) while ``lower <= pred < 0.9`` (the lower cut is ours: below it
+  SGD sampling noise of rare features dominates)."""
+  worst, n = 0.0, 0
+  for r in logs.runs:
+    if _get(r, cfg, "student") != "linear_full" or _get(r, cfg, "optimizer") != "sgd":
+      continue
+    _, _, _, lam, _, _, _ = ode_setup(r, cfg)
+    lam = np.asarray(lam)
+    for name in [k for k in (logs.metrics[0] if logs.metrics else {}) if k.startswith("frac_")]:
+      i = int(name[5:])
+      if i > max_feature:
+        continue
+      steps, frac = logs.curve(r["run_id"], name)
+      m = steps > 0
+      t = time_axis(steps[m], r, cfg)
+      pred = 1 - np.exp(-2 * lam[i - 1] * t)
+      sel = (pred >= lower) & (pred < 0.9)
+      if sel.any():
+        worst = max(worst, float(np.max(np.abs(frac[m][sel] / pred[sel] - 1))))
+        n += 1
+  if n == 0:
+    return None
+  return {"features_checked": n, "max_rel_deviation": worst, "threshold": 0.05, "lower_cut": lower,
+          "pass": bool(worst <= 0.05)}
 
 
 def time_unit_collapse(cfg, logs):
