@@ -16,10 +16,10 @@ minimiser); fixed-budget GD (2000 steps) p-distance grows as lambda_min falls
 loss but p-distance ~10 and different outputs on fresh inputs.
 
 Variant ``:sgd`` (Fig. 2b, iterative, float32): H in {1, 2, 4, 8} heads,
-Adam (lr 3e-3, batch 256, init std 1.0, 4000 steps) on the 0.95 (identifiable,
+Adam (lr 3e-3, batch 256, init std 1.0, 3000 steps) on the 0.95 (identifiable,
 lambda_min ~ 0.06) and 1.0 (unidentifiable) mixtures, 2 seeds:
   python -m attnlab.run --config=configs/mhla_assoc_memory.py:sgd --workdir=/tmp/mhla_am_sgd
-Runtime: about 4 minutes on 2 CPU cores.
+Runtime: about 10 minutes on 2 busy CPU cores.
 Expected: on the identifiable set, every run that reaches train MSE < 1e-4 has
 p-distance / ||p_gt|| < 2% (C8 hard check); the unidentifiable set's
 separation depends on the initialisation (see experiments/mhla/README.md).
@@ -55,8 +55,8 @@ def get_config(arg=None):
     cfg = base_config(
         "attnlab.mhla.exp_assoc:sgd_experiment",
         seeds=2,
-        steps=4000,
-        log_every=100,
+        steps=3000,
+        log_every=500,
         chunk_steps=500,
         ckpt_every=0,
         heads=1,

@@ -106,3 +106,80 @@ def assoc_memory_data(key: jax.Array, d: int, N: int, frac_unident, am_label: st
   else:
     raise ValueError(f"am_label must be 'exact' or 'printed', got {am_label!r}")
   return Zs, Ys
+
+
+# --- C11: next-state lookup tables (our extension) ------------------------------
+
+
+def lookup_dim(n_states: int, n_symbols: int) -> int:
+  """Embedding dimension D = Q*S (pair one-hot key/query slots) + Q (value slots)."""
+  return n_states * n_symbols + n_states
+
+
+def _lookup_token(s, w, nxt, n_states, n_symbols, dtype):
+  """One column: pair one-hot e_{s*S + w} in slots [0, QS) (all zero if s < 0) and the
+  next-state one-hot e_{nxt} in slots [QS, QS + Q) (all zero if nxt < 0)."""
+  P = n_states * n_symbols
+  pair = jax.nn.one_hot(jnp.where(s >= 0, s * n_symbols + w, -1), P, dtype=dtype)
+  val = jax.nn.one_hot(nxt, n_states, dtype=dtype)  # one_hot(-1) = 0
+  return jnp.concatenate([pair, val])
+
+
+def lookup_sequence(delta, states, word, length, n_states, n_symbols, max_steps, perm, dtype=jnp.float32):
+  """The (D, Q*S + max_steps) zero-padded sequence of one lookup sample.
+
+  Columns 0..QS-1: the transition table, entry (s, w) -> δ(s, w) as the token
+  [e_{(s,w)}; e_{δ(s,w)}], in the order ``perm``. Then one *query* token per
+  step t < length: [e_{(states[t], word[t])}; 0]. The label of the sequence is
+  e_{δ(states[length-1], word[length-1])} in the value slots: a single head with
+  Q = [[I_QS, 0], [0, 0]] and V = [[0, 0], [0, I_Q]] computes it exactly
+  (:func:`lookup_teacher`), since only the matching table entry has a nonzero
+  score and query tokens carry no value.
+  """
+  Q, S = n_states, n_symbols
+  ss = jnp.repeat(jnp.arange(Q), S)[perm]
+  ws = jnp.tile(jnp.arange(S), Q)[perm]
+  table = jax.vmap(lambda s, w: _lookup_token(s, w, delta[s, w], Q, S, dtype))(ss, ws)  # (QS, D)
+  t = jnp.arange(max_steps)
+  live = t < length
+  queries = jax.vmap(lambda s, w, a: _lookup_token(jnp.where(a, s, -1), w, -1, Q, S, dtype))(states, word, live)
+  return jnp.concatenate([table, queries], axis=0).T
+
+
+def lookup_teacher(n_states: int, n_symbols: int, dtype=jnp.float32):
+  """The exact one-head MHLA of the lookup task: V: (1, D, D), Q: (1, D, D)."""
+  P = n_states * n_symbols
+  D = P + n_states
+  Vm = jnp.zeros((1, D, D), dtype).at[0, P:, P:].set(jnp.eye(n_states, dtype=dtype))
+  Qm = jnp.zeros((1, D, D), dtype).at[0, :P, :P].set(jnp.eye(P, dtype=dtype))
+  return Vm, Qm
+
+
+def run_machine(delta, word, s0=0):
+  """States s_0 = s0, s_{t+1} = δ(s_t, w_t): returns (states[0..L-1], next[0..L-1])."""
+  def step(s, w):
+    nxt = delta[s, w].astype(jnp.int32)
+    return nxt, (s, nxt)
+  _, (states, nxt) = jax.lax.scan(step, jnp.asarray(s0, jnp.int32), word)
+  return states, nxt
+
+
+def lookup_data(key, N: int, n_states: int, n_symbols: int, max_steps: int, dtype=jnp.float32):
+  """N samples: a random machine δ (uniform next states), a random word, a random
+  length ℓ in [1, max_steps], the table in random order. Returns Zs: (N, D, QS + max_steps),
+  lengths: (N,) = QS + ℓ, Ys: (N, D) = [0; e_{s_ℓ}], the state after ℓ steps."""
+  Q, S = n_states, n_symbols
+  kd, kw, kl, kp = jax.random.split(key, 4)
+  deltas = jax.random.randint(kd, (N, Q, S), 0, Q)
+  words = jax.random.randint(kw, (N, max_steps), 0, S)
+  ell = jax.random.randint(kl, (N,), 1, max_steps + 1)
+  perms = jax.vmap(lambda k: jax.random.permutation(k, Q * S))(jax.random.split(kp, N))
+
+  def one(delta, word, l, perm):
+    states, nxt = run_machine(delta, word)
+    Z = lookup_sequence(delta, states, word, l, Q, S, max_steps, perm, dtype)
+    y = jnp.concatenate([jnp.zeros((Q * S,), dtype), jax.nn.one_hot(nxt[l - 1], Q, dtype=dtype)])
+    return Z, y
+
+  Zs, Ys = jax.vmap(one)(deltas, words, ell, perms)
+  return Zs, Q * S + ell, Ys
