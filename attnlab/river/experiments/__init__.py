@@ -1,0 +1,1 @@
+"""Engine factories of the river experiments (named by configs/river_*.py)."""
