@@ -201,6 +201,11 @@ def _coord(r, name, cfg):
   return v
 
 
+def _finite_or_none(x):
+  x = float(x)
+  return x if math.isfinite(x) else None
+
+
 def fit_slope(ns, excess) -> float | None:
   """Least-squares slope of log(excess) against log(n) (None if < 2 points)."""
   ns, ex = np.asarray(ns, float), np.asarray(excess, float)
@@ -212,7 +217,8 @@ def fit_slope(ns, excess) -> float | None:
 
 def summarize(cfg, runs) -> dict:
   """summary[method][n_train (str)] (and [beta] when beta is swept):
-  medians over seeds of test_mse / test_excess / train loss / steps_to_target,
+  medians over seeds of test_mse / test_excess / train loss / steps_to_target
+  (the first step with test_mse <= test_target; "never" counts as +inf),
   n_diverged, n_converged (final test_mse <= converged_test_mse); plus
   ``slope[method]``: the fitted log-log slope of the median final excess test
   error against n (AC-10; the paper's claim is -1)."""
@@ -234,8 +240,10 @@ def summarize(cfg, runs) -> dict:
     ent = {"test_mse": med("test_mse"), "test_excess": med("test_excess"),
            "train_mse_softmax": med("train_mse_softmax"), "ols_excess": med("ols_excess"),
            "beta_now": med("beta_now"),
-           "steps_to_target": float(np.median(reached)) if len(reached) == len(rs) else None,
-           "steps_to_target_max": int(max(reached)) if reached and len(reached) == len(rs) else None,
+           # median over seeds with "never" = +inf (null if fewer than half got there)
+           "steps_to_target": _finite_or_none(np.median([s if s >= 0 else math.inf for s in st]
+                                                        + [math.inf] * (len(rs) - len(ok)))),
+           "steps_to_target_worst": int(max(reached)) if reached and len(reached) == len(rs) else None,
            "n_reached_target": len(reached),
            "n_seeds": len(rs), "n_diverged": len(rs) - len(ok),
            "n_converged": int(sum(_final(r, "test_mse", math.inf) <= thr for r in ok)),
