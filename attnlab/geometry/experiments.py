@@ -24,7 +24,9 @@ the smallest N >= 10 with N d_l t >= 3P), ``trials``, ``init`` ("fan_in":
 std ``init_std / sqrt(d_in)``; "normal": std ``init_std``), ``init_std``,
 ``temperature`` (1: none), ``softmax_axis`` ("key"), ``row_normalize``
 (True), ``min_gap`` (1e6), ``formula_gate`` (True),
-``formula_effective_widths`` (False), ``x64`` (True).
+``formula_effective_widths`` (False), ``x64`` (True), ``blas_threads`` (1:
+OpenBLAS threads for the QR/SVD, see
+:func:`attnlab.geometry.estimator.blas_threads`; 0: leave it alone).
 """
 from __future__ import annotations
 
@@ -54,7 +56,7 @@ def estimator_fields(**overrides) -> dict:
   """The shared estimator config fields with the spec's defaults (see module doc)."""
   fields = dict(kind="softmax", t=3, n_inputs=0, trials=1, init="fan_in", init_std=1.0, temperature=1.0,
                 softmax_axis="key", row_normalize=True, min_gap=1e6, formula_gate=True,
-                formula_effective_widths=False, x64=True)
+                formula_effective_widths=False, x64=True, blas_threads=1)
   fields.update(overrides)
   return fields
 
@@ -87,6 +89,8 @@ def _check_estimator_fields(cfg) -> None:
   check(isinstance(cfg.trials, int) and cfg.trials >= 1, "trials", f"must be an int >= 1, got {cfg.trials!r}")
   check_positive(cfg, "init_std", "temperature")
   check(cfg.min_gap > 1, "min_gap", f"must be > 1, got {cfg.min_gap!r}")
+  check(isinstance(cfg.blas_threads, int) and cfg.blas_threads >= 0, "blas_threads",
+        f"must be an int >= 0, got {cfg.blas_threads!r}")
 
 
 def _arch(cfg, widths, attn_dims) -> gm.Arch:
@@ -143,8 +147,9 @@ def _estimator_experiment(cfg, summarize, figures) -> OneShot:
   def compute(key, hp, data):
     del data
     t0 = time.perf_counter()
-    out = ge.estimate_kernel(jnp.asarray(key), hp["init_std"], hp["temperature"], hp["min_gap"], **static)
-    out = jax.block_until_ready(out)
+    with ge.blas_threads(cfg.blas_threads):
+      out = ge.estimate_kernel(jnp.asarray(key), hp["init_std"], hp["temperature"], hp["min_gap"], **static)
+      out = jax.block_until_ready(out)
     out = {k: np.asarray(v) for k, v in out.items()}
     out["seconds"] = np.asarray(time.perf_counter() - t0)
     out["n_inputs"] = np.asarray(n)
@@ -312,8 +317,10 @@ def critical_points(cfg) -> OneShot:
 
   def compute(key, hp, data):
     del data
-    out = critical_kernel(jnp.asarray(key), hp["point"], hp["init_std"], hp["temperature"], hp["min_gap"],
-                          **static)
+    with ge.blas_threads(cfg.blas_threads):
+      out = critical_kernel(jnp.asarray(key), hp["point"], hp["init_std"], hp["temperature"], hp["min_gap"],
+                            **static)
+      out = jax.block_until_ready(out)
     return {k: np.asarray(v) for k, v in jax.device_get(out).items()}
 
   def summarize(cfg, runs):
@@ -447,8 +454,10 @@ def symmetries(cfg) -> OneShot:
 
   def compute(key, hp, data):
     del data
-    out = symmetry_run(jnp.asarray(key), hp["init_std"], hp["scale_c"], hp["temperature"], hp["min_gap"],
-                       arch=arch, n_inputs=n, init=cfg.init)
+    with ge.blas_threads(cfg.blas_threads):
+      out = symmetry_run(jnp.asarray(key), hp["init_std"], hp["scale_c"], hp["temperature"], hp["min_gap"],
+                         arch=arch, n_inputs=n, init=cfg.init)
+      out = jax.block_until_ready(out)
     return {k: np.asarray(v) for k, v in jax.device_get(out).items()}
 
   def summarize(cfg, runs):
