@@ -61,6 +61,7 @@ def main():
   p.add_argument("--deltas", default="3,4,5,6,7,8,9,10")
   p.add_argument("--repeats", type=int, default=3)
   p.add_argument("--n_inputs", type=int, default=250)
+  p.add_argument("--blas_threads", type=int, default=1)
   args = p.parse_args()
   key = jax.random.PRNGKey(0)
   print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), float64, N = {args.n_inputs}")
@@ -68,7 +69,9 @@ def main():
             f"{'rowwise_s':>9} {'rowwise_jac_s':>13} {'ratio':>7} {'ratio_jac':>9} {'max|dJ|':>8}")
   print(header)
   print("-" * len(header))
-  with jax.enable_x64(True):
+  # OpenBLAS (jaxlib's CPU QR/SVD) at one thread for both methods, as the
+  # experiments run it (see attnlab.geometry.estimator.blas_threads).
+  with jax.enable_x64(True), ge.blas_threads(args.blas_threads):
     rank_fn = jax.jit(ge.rank_stats)
     for delta in [int(d) for d in args.deltas.split(",")]:
       arch = gm.Arch((delta,) * 3, (2, 2), "softmax", 3)

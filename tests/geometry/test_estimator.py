@@ -25,7 +25,7 @@ def _est(widths, attn_dims, kind, t=3, **kw):
 def test_symmetries_and_jacobian_kernel(kind, nullity):
   """Checks 2 and 3 at (4,3,3)/(2,2), weights N(0, 0.5^2)."""
   arch = gm.Arch((4, 3, 3), (2, 2), kind, 3)
-  with jax.enable_x64(True):
+  with jax.enable_x64(True), ge.blas_threads(1):
     X = np.random.default_rng(0).standard_normal((ge.default_n_inputs(arch), 4, 3))
     r = jax.device_get(gx.symmetry_kernel(KEY, X, arch=arch, init="normal", init_std=0.5, scale_c=1.7,
                                           temperature=1.0, min_gap=1e6))
