@@ -48,3 +48,20 @@ def enable_compilation_cache(path: str | None) -> None:
     return
   jax.config.update("jax_compilation_cache_dir", os.path.expanduser(path))
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+
+
+def parse_flags(argv, required: tuple[str, ...] = ()):
+  """absl ``flags_parser``: flag errors become one line and exit status 2."""
+  from absl import flags
+  try:
+    rest = flags.FLAGS(argv)
+  except flags.Error as e:
+    msg = str(e)
+    marker = "ConfigError: "  # a ConfigError raised by a config file's get_config
+    fail(msg[msg.rindex(marker) + len(marker):] if marker in msg else msg)
+  except Exception as e:  # config_flags raises plain exceptions for bad files
+    fail(f"--config: {e}")
+  for name in required:
+    if not flags.FLAGS[name].value:
+      fail(f"--{name} is required")
+  return rest

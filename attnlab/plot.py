@@ -14,13 +14,7 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "A workdir written by attnlab.ru
 
 
 def _parse(argv):
-  try:
-    rest = flags.FLAGS(argv)
-  except flags.Error as e:
-    cli_common.fail(e)
-  if not _WORKDIR.value:
-    cli_common.fail("--workdir is required")
-  return rest
+  return cli_common.parse_flags(argv, required=("workdir",))
 
 
 def main(argv):

@@ -37,19 +37,7 @@ _CACHE = flags.DEFINE_string("compilation_cache_dir", "~/.cache/attnlab/jax",
 
 
 def _parse(argv):
-  try:
-    rest = flags.FLAGS(argv)
-  except flags.Error as e:
-    msg = str(e)
-    marker = "ConfigError: "
-    cli_common.fail(msg[msg.rindex(marker) + len(marker):] if marker in msg else msg)
-  except Exception as e:  # config_flags raises plain exceptions for bad files
-    cli_common.fail(f"--config: {e}")
-  if _CONFIG.value is None:
-    cli_common.fail("--config is required; e.g. --config=configs/quickstart.py")
-  if not _WORKDIR.value:
-    cli_common.fail("--workdir is required")
-  return rest
+  return cli_common.parse_flags(argv, required=("config", "workdir"))
 
 
 def main(argv):

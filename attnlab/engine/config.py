@@ -122,3 +122,23 @@ def check_choice(cfg, name: str, choices) -> None:
   for v in values:
     if v not in choices:
       raise ConfigError(name, f"must be one of {sorted(choices)}, got {v!r}")
+
+
+def load_config(path: str, arg: str | None = None, lock: bool = True) -> ml_collections.ConfigDict:
+  """Load ``get_config(arg)`` from a config file (for notebooks, tests and scripts).
+
+  ``path`` may carry the argument as ``"configs/x.py:arg"``.
+  """
+  import importlib.util
+  import pathlib
+  if arg is None and ":" in pathlib.Path(path).name:
+    path, _, arg = path.rpartition(":")
+  spec = importlib.util.spec_from_file_location(f"attnlab_config_{pathlib.Path(path).stem}", path)
+  if spec is None or not pathlib.Path(path).exists():
+    raise FileNotFoundError(f"no config file at {path}")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  cfg = module.get_config(arg) if arg is not None else module.get_config()
+  if lock:
+    cfg.lock()
+  return cfg

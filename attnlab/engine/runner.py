@@ -225,13 +225,17 @@ def _guard(fn, name: str):
   return wrapped
 
 
+def _make_data_program(exp, lanes: int):
+  """The vmapped ``make_data`` on the DATA stream of each run key, or None."""
+  if exp.make_data is None:
+    return None
+  return _vmapped(lambda k, hp: exp.make_data(prng.stream(k, prng.DATA), hp), (0, 0), lanes)
+
+
 def _programs_iterative(exp: Iterative, key: tuple, lanes: int):
   if key in _PROGRAMS:
     return _PROGRAMS[key]
   has_data = exp.make_data is not None
-
-  def make_data(k, hp):
-    return exp.make_data(prng.stream(k, prng.DATA), hp)
 
   def init(k, hp, data):
     state = exp.init(k, hp, data)
@@ -265,7 +269,7 @@ def _programs_iterative(exp: Iterative, key: tuple, lanes: int):
 
   data_axis = 0 if has_data else None
   progs = dict(
-      make_data=_vmapped(make_data, (0, 0), lanes) if has_data else None,
+      make_data=_make_data_program(exp, lanes),
       init=_vmapped(init, (0, 0, data_axis), lanes),
       chunk=_vmapped(_guard(chunk, "chunk"), (0, 0, data_axis, None, None, None), lanes),
   )
@@ -278,15 +282,12 @@ def _programs_oneshot(exp: OneShot, key: tuple, lanes: int):
     return _PROGRAMS[key]
   has_data = exp.make_data is not None
 
-  def make_data(k, hp):
-    return exp.make_data(prng.stream(k, prng.DATA), hp)
-
   def compute(k, hp, data):
     _count("compute")
     return exp.compute(k, hp, data)
 
   progs = dict(
-      make_data=_vmapped(make_data, (0, 0), lanes) if has_data else None,
+      make_data=_make_data_program(exp, lanes),
       compute=_vmapped(_guard(compute, "compute"), (0, 0, 0 if has_data else None), lanes),
   )
   _PROGRAMS[key] = progs

@@ -65,13 +65,14 @@ def test_same_curve_alone_and_batched_and_deterministic(tmp_path):
 def test_quickstart_alone_batched_and_sharded_identical(tmp_path, repo_root):
   """The real (MHLA + Adam) experiment: run i alone, in a batch, and sharded
   over 4 simulated CPU devices gives a bit-identical curve."""
-  args = ["--config=configs/quickstart.py:smoke", "--quiet", "--notb", "--compilation_cache_dir="]
+  args = ["--config=configs/quickstart.py:smoke", "--quiet", "--notb", "--compilation_cache_dir=",
+          "--config.sweep.heads=(2,)"]
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
   sharded = subprocess.Popen([sys.executable, "-m", "attnlab.run", *args, f"--workdir={tmp_path / 'sharded'}"],
                              cwd=repo_root, env=env, stderr=subprocess.PIPE, text=True)
-  from attnlab.run import _CONFIG  # noqa: F401  (flag definitions only)
-  from ml_collections import config_flags
-  cfg = config_flags.config_flags._LoadConfigModule("q", str(repo_root / "configs/quickstart.py")).get_config("smoke")
+  from attnlab.engine.config import load_config
+  cfg = load_config(str(repo_root / "configs/quickstart.py"), "smoke", lock=False)
+  cfg.sweep.heads = (2,)
   cfg.lock()
   runner.run(cfg, tmp_path / "batch", quiet=True, tb=False)
   with cfg.unlocked():
