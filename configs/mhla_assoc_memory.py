@@ -16,13 +16,14 @@ minimiser); fixed-budget GD (2000 steps) p-distance grows as lambda_min falls
 loss but p-distance ~10 and different outputs on fresh inputs.
 
 Variant ``:sgd`` (Fig. 2b, iterative, float32): H in {1, 2, 4, 8} heads,
-Adam (lr 3e-3, batch 256, init std 1.0, 3000 steps) on the 0.95 (identifiable,
-lambda_min ~ 0.06) and 1.0 (unidentifiable) mixtures, 2 seeds:
+full-batch Adam (lr 1e-2, 2000 steps) from init std 0.35 and 1.0 (traced, one
+program per H) on the 0.95 (identifiable, lambda_min ~ 0.06) and 1.0
+(unidentifiable) mixtures, 1 seed:
   python -m attnlab.run --config=configs/mhla_assoc_memory.py:sgd --workdir=/tmp/mhla_am_sgd
-Runtime: about 10 minutes on 2 busy CPU cores.
+Runtime: about 15 minutes on 2 busy CPU cores.
 Expected: on the identifiable set, every run that reaches train MSE < 1e-4 has
-p-distance / ||p_gt|| < 2% (C8 hard check); the unidentifiable set's
-separation depends on the initialisation (see experiments/mhla/README.md).
+p-distance / ||p_gt|| < 2% (C8 hard check); runs from init std 1.0 mostly do
+not reach 1e-4 in this budget and are skipped (see experiments/mhla/README.md).
 
 ``:smoke`` shrinks either variant (N = 512) for tests, e.g. ``:sgd,smoke``.
 """
@@ -54,23 +55,25 @@ def get_config(arg=None):
   else:
     cfg = base_config(
         "attnlab.mhla.exp_assoc:sgd_experiment",
-        seeds=2,
-        steps=3000,
-        log_every=500,
-        chunk_steps=500,
+        seeds=1,
+        steps=2000,
+        log_every=250,
+        chunk_steps=250,
         ckpt_every=0,
         heads=1,
-        batch=256,
-        lr=3e-3,  # [reconstructed: the paper gives no SGD hyperparameters]
-        init_std=1.0,  # the soft check's setting; 0.35 gives no separation [checked, spec §7]
+        batch=0,  # 0: full batch; minibatch-256 Adam stalled at MSE ~1e-2 in 3000 steps
+        lr=1e-2,  # [reconstructed: the paper gives no SGD hyperparameters]
+        init_std=1.0,  # swept below: 1.0 is the soft check's setting, 0.35 [checked, spec §7]
         weight_decay=0.0,
         mse_threshold=1e-4,  # runs above it are skipped in the summary (spec C8)
         **common,
     )
     cfg.heads_values = (1, 2, 4, 8)
     cfg.frac_unident_values = (0.95, 1.0)
+    cfg.init_std_values = (0.35, 1.0)
     cfg.sweep.heads = cfg.get_ref("heads_values")
     cfg.sweep.frac_unident = cfg.get_ref("frac_unident_values")
+    cfg.sweep.init_std = cfg.get_ref("init_std_values")
   if a["smoke"]:
     cfg.seeds = 1
     cfg.n_samples = 512

@@ -85,11 +85,15 @@ def experiment(cfg) -> OneShot:
 
   @jax.jit
   def _data(key):
-    V, Q = T.random_teacher(jax.random.fold_in(key, 0), d, H, d_out, t_std, jnp.float64)
-    Z, Y = T.teacher_data(jax.random.fold_in(key, 1), V, Q, N, n, z_std, labels)
-    tests = [T.teacher_data(jax.random.fold_in(key, 100 + i), V, Q, n_test, L, z_std, "last")
-             for i, L in enumerate(lengths)]
-    return {"V": V, "Q": Q, "Z": Z, "Y": Y, "tests": tests}
+    # One flat Gaussian draw cut into V, Q, Z and the test sets: every distinct
+    # jax.random.normal shape costs seconds of compilation on CPU.
+    shapes = [(H, d_out, d), (H, d, d), (N, d, n)] + [(n_test, d, L) for L in lengths]
+    V, Q, Z, *Zt = T.normals(key, shapes, jnp.float64)
+    V, Q = t_std * V, t_std * Q
+    mode = "last" if labels == "last" else "causal"
+    Z = z_std * Z
+    tests = [(z_std * z, T.mhla_batch(V, Q, z_std * z, "last")) for z in Zt]
+    return {"V": V, "Q": Q, "Z": Z, "Y": T.mhla_batch(V, Q, Z, mode), "tests": tests}
 
   def make_data(key, hp):
     return _data(key)

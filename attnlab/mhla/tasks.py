@@ -7,11 +7,23 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from attnlab.core.linear_attention import init_mhla, mhla, mhla_batch
 
 
 # --- Sec. 4.1: random linear-attention teacher --------------------------------
+
+
+def normals(key: jax.Array, shapes, dtype=jnp.float32) -> list:
+  """Standard normal arrays of the given shapes, cut from one flat draw."""
+  sizes = [int(np.prod(s)) for s in shapes]
+  flat = jax.random.normal(key, (sum(sizes),), dtype)
+  out, i = [], 0
+  for s, k in zip(shapes, sizes):
+    out.append(flat[i:i + k].reshape(s))
+    i += k
+  return out
 
 
 def random_teacher(key: jax.Array, d: int, heads: int, d_out: int, std, dtype=jnp.float32):

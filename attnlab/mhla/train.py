@@ -49,10 +49,15 @@ def init(key, hp, data, *, model_kw, init_kw):
 
 
 def step(state, hp, data, *, model_kw, batch: int):
-  """One AdamW step on a minibatch of ``batch`` sequences; metrics: ``loss`` (batch MSE)."""
+  """One AdamW step on a minibatch of ``batch`` sequences (0: the full training set);
+  metrics: ``loss`` (batch MSE)."""
   N = data["Z"].shape[0]
-  idx = jax.random.randint(jax.random.fold_in(state["key"], state["step"]), (batch,), 0, N)
-  loss, g = jax.value_and_grad(mse)(state["params"], data["Z"][idx], data["Y"][idx], model_kw)
+  if batch == 0:  # full batch (deterministic Adam)
+    Zb, Yb = data["Z"], data["Y"]
+  else:
+    idx = jax.random.randint(jax.random.fold_in(state["key"], state["step"]), (batch,), 0, N)
+    Zb, Yb = data["Z"][idx], data["Y"][idx]
+  loss, g = jax.value_and_grad(mse)(state["params"], Zb, Yb, model_kw)
   upd, opt = optimizer(hp).update(g, state["opt"], state["params"])
   params = optax.apply_updates(state["params"], upd)
   return {**state, "params": params, "opt": opt, "step": state["step"] + 1}, {"loss": loss}

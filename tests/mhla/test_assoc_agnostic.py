@@ -41,14 +41,14 @@ def test_c5_assoc_memory_certificate():
 
 @jax.jit
 def _c3(Zs, Ys, keys):
-  """Algorithm 1 vs full-batch Adam for H in {1, 2, 9} heads on non-realisable data."""
+  """Algorithm 1 vs full-batch Adam for H in {1, d^2 = 9} heads on non-realisable data."""
   def mse(V, Q):
     return jnp.mean(jnp.sum((mhla_batch(V, Q, Zs) - Ys) ** 2, axis=-1))
 
   fit = R.fit_p(Zs, Ys)
   sse, _, n = R.streamed_sse(fit.p, Zs, Ys)
   out = {"alg1": sse / n}
-  for H, k in zip((1, 2, 9), keys):
+  for H, k in zip((1, 9), keys):
     params = init_mhla(k, H, Zs.shape[1], Ys.shape[1], 0.5, jnp.float64)
     opt = optax.adam(1e-2)
 
@@ -72,8 +72,8 @@ def test_c3_agnostic_guarantee():
   V, Q = rng.normal(size=(1, d, d)), rng.normal(size=(1, d, d))
   Ys = np.asarray(mhla_batch(jnp.asarray(V), jnp.asarray(Q), jnp.asarray(Zs)))
   Ys = Ys + (Zs[:, :1, -1] ** 3) * 5 + 0.05 * rng.normal(size=Ys.shape)
-  keys = jnp.stack([jax.random.PRNGKey(i) for i in range(3)])
+  keys = jnp.stack([jax.random.PRNGKey(i) for i in range(2)])
   o = jax.tree.map(float, _c3(jnp.asarray(Zs), jnp.asarray(Ys), keys))
   assert o["alg1"] > 1e-4  # really not realisable
-  for H in (1, 2, 9):
+  for H in (1, 9):
     assert o["alg1"] <= o[f"adam{H}"] * (1 + 1e-8), (H, o)
