@@ -12,9 +12,11 @@ lr = 1e-2, 2000 steps: 64 static groups x 3 seeds.
 Runtime: about 25 minutes on 2 idle CPU cores (the Transformer groups dominate).
 
 Variant ``:c7`` (check C7): d = 4, N = 2048, H in {1, 16}, d_out in {d, 1},
-lr = 1e-2, 500 steps, 3 seeds (4 programs, ~2 minutes):
+lr = 1e-2, 500 steps, init std in {0.1, 0.5, 1.0}, 3 seeds (4 programs, 200 s
+on 2 busy CPU cores):
   python -m attnlab.run --config=configs/mhla_heads.py:c7 --workdir=/tmp/mhla_c7
-Expected (summary.json, c7_ratio_h1_over_h16): >= 100 for both d_out.
+Expected (summary.json, c7_ratio_h1_over_h16): >= 100 for d_out = 1 (measured 7e2..1e10);
+for d_out = d we measured only 1.6..20 (the spec expects >= 100; see experiments/mhla/README.md).
 
 ``:smoke``: d = 2, N = 64, 20 steps, H in {1, 4} and tf, 1 seed (for tests).
 """
