@@ -15,16 +15,17 @@ Command:
   # AC-10: the excess-vs-n slope of the full method only, n in {500, ..., 4000}:
   python -m attnlab.run --config=configs/softmax_finite.py:ac10 --workdir=/tmp/sp_ac10
 
-Runtime on 2 (shared) CPU cores, compilation included: default about 6 min;
-``:ac9`` about 5 min; ``:ac9_adam`` about 4 min; ``:ac10`` about 5 min;
-``:smoke`` about 1 min (compilation).
+Runtime on the shared 2-core CPU (load ~9), compilation included: ``:ac9``
+7 min; ``:ac9_adam`` 4 min; ``:ac10`` 6.5 min; default (12 groups) about
+10 min (estimated, not run to the end in our session); ``:smoke`` about 2 min
+(compilation of 6 groups).
 
-Expected result (summary.json): ``sa_precgd`` reaches test 1/2 MSE about 0.029
-at n = 2000 within 150 steps (the irreducible error is 1/2 k sigma^2 = 0.025);
-Adam and GD are far slower. ``excess_vs_n.sa_precgd.slope`` is the fitted
-log-log slope of the final excess test error against n; the paper's 1/n claim
-predicts -1, our reconstruction gives a shallower slope (see
-experiments/softmax_precond/README.md for the measured value).
+Expected result (summary.json): ``sa_precgd`` at n = 2000 after 150 steps:
+median test 1/2 MSE 0.0299 (irreducible 1/2 k sigma^2 = 0.025), 11 of 20 seeds
+<= 0.030, none diverged (``:ac9``); Adam is at 0.0304 after 750 steps
+(``:ac9_adam``). ``excess_vs_n.sa_precgd.slope`` (``:ac10``), the fitted
+log-log slope of the final excess test error against n: -0.29 measured; the
+paper's 1/n claim predicts -1 (see experiments/softmax_precond/README.md).
 
 Every [reconstructed] choice of the spec is a field below (context_mode,
 exclude_self_token, logit_orientation, objective, precond/reg/renorm parts via
