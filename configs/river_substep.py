@@ -22,7 +22,7 @@ from attnlab.engine.config import base_config, parse_arg
 
 
 def get_config(arg=None):
-  a = parse_arg(arg, smoke=False)
+  a = parse_arg(arg, smoke=False, small=False)
   cfg = base_config(
       "attnlab.river.experiments.substep:experiment",
       seeds=2,
@@ -44,6 +44,9 @@ def get_config(arg=None):
       controls="piecewise_constant",  # one control per layer  [reconstructed, §2.3]
       norm_mode="projection",  # LN without per-feature gain (P5: no limit otherwise)  [reconstructed]
   )
+  if a["small"]:  # a cheaper variant (the full one compiles for > 10 min on a loaded 2-core CPU)
+    cfg.seeds, cfg.steps, cfg.log_every, cfg.chunk_steps = 1, 2000, 500, 500
+    cfg.d, cfg.heads, cfg.layers, cfg.d_ff, cfg.batch, cfg.eval_batch = 16, 2, 3, 32, 64, 128
   if a["smoke"]:
     cfg.seeds, cfg.steps, cfg.log_every, cfg.chunk_steps = 1, 20, 10, 10
     cfg.d, cfg.heads, cfg.layers, cfg.d_ff, cfg.ms, cfg.ref_substeps = 8, 2, 2, 8, (1, 2, 4), 4
