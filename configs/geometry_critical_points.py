@@ -7,7 +7,7 @@ traced hyperparameter, so the 8 points run in one compiled program.
 Command:
   python -m attnlab.run --config=configs/geometry_critical_points.py --workdir=/tmp/geo_crit
 
-Runtime: about 10 s on 2 idle CPU cores (7 s of CPU time).
+Runtime: about 5-10 s on 2 idle CPU cores (4.9 s of CPU time).
 
 Expected result (summary.json): ``ranks = [23, 21, 18, 23, 18, 8, 0, 12]``
 equal to ``spec_ranks``, ``all_match_spec = true``. Figure: ``critical_points.png``.

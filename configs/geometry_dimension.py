@@ -9,8 +9,8 @@ Command:
   python -m attnlab.run --config=configs/geometry_dimension.py --workdir=/tmp/geo_dim \
       --config.widths='(5,4,3)' --config.attn_dims='(2,3)' --config.kind=lightning
 
-Runtime: 5-15 s on 2 CPU cores (one compiled program per architecture), e.g.
-~4 s of compute for P <= 400.
+Runtime: 5-10 s on 2 CPU cores (one compiled program per architecture; the
+kernel took 5-7 s, compile included, for P = 22..350 at load ~9).
 
 Expected result (summary.json): for the default (4,4,4)/(2,2) softmax,
 ``parameters = 64``, ``expected_dimension = 40``, ``estimated_dimension = 40``,

@@ -8,9 +8,10 @@ rank, "Expected" is Eq. 16 = delta^2 + 8 delta - 8.
 Command:
   python -m attnlab.run --config=configs/geometry_figure3.py --workdir=/tmp/geo_fig3
 
-Runtime: about 30-45 s on 2 idle CPU cores, compilation included (8 compiled
-programs, one per delta; measured 31.8 s of CPU time, 72 s of wall time on a
-2-core machine shared with ~5 other jobs). ``:smoke`` runs delta = 3, 4 only.
+Runtime: about 25 s on 2 idle CPU cores, compilation included (8 compiled
+programs, one per delta; measured 21.3 s of CPU time and 75 s of wall time,
+cold compilation cache, on a 2-core machine at load average 12 from other
+jobs). ``:smoke`` runs delta = 3, 4 only.
 
 Expected result (summary.json): ``delta = [3..10]``,
 ``estimated == expected == [25, 40, 57, 76, 97, 120, 145, 172]``,

@@ -9,11 +9,11 @@ N d_l t >= 3P rule (N = 18..36 here; NeuroDim used N = 10).
 Command:
   python -m attnlab.run --config=configs/geometry_sweep_a.py --workdir=/tmp/geo_sweep_a
 
-Runtime: about 30 s on 2 idle CPU cores (8 compiled programs; 27.6 s of CPU time).
+Runtime: about 20-25 s on 2 idle CPU cores (8 compiled programs; 21 s of CPU time).
 
 Expected result (summary.json, sorted by a then kind):
 softmax 37, 52, 61, 64 and lightning 34, 49, 58, 61 for a = 1..4;
-``estimated == expected`` everywhere, ``all_reliable = true`` (gaps 1e7.8-1e13.5
+``estimated == expected`` everywhere, ``all_reliable = true`` (gaps 1e7.7-1e13.2
 for these 3-layer networks). Figure: ``dimension.png``.
 """
 from attnlab.engine.config import base_config
