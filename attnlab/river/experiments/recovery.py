@@ -138,6 +138,7 @@ def experiment(cfg) -> OneShot:
       u32, r32, _, _ = run_arch(cfg, arch, k, jnp.float32)
       out[arch] = {"max_abs_diff_f64": float(jnp.max(jnp.abs(u64 - r64))),
                    "max_abs_diff_f32": float(jnp.max(jnp.abs(u32 - r32))),
+                   "max_rel_diff_f32": float(jnp.max(jnp.abs(u32 - r32)) / jnp.max(jnp.abs(r32))),
                    "per_layer_f64": per_layer, "roundtrip_bitexact": bool(exact),
                    "output_scale": float(jnp.max(jnp.abs(r64)))}
     return {"per_arch": out,
