@@ -156,7 +156,7 @@ def figures(cfg, logs, outdir):
   keys = sorted(panels)
   ncol = min(4, len(keys))
   nrow = -(-len(keys) // ncol)
-  fig, axes = plt.subplots(nrow, ncol, squeeze=False, figsize=(3.3 * ncol, 2.7 * nrow))
+  fig, axes = plt.subplots(nrow, ncol, squeeze=False, figsize=(3.8 * ncol, 3.0 * nrow))
   for ax, key in zip(axes.flat, keys):
     for i, (model, ids) in enumerate(sorted(panels[key], key=lambda t: _model_order(t[0]))):
       steps, Y = logs.curves(ids, "rel_mse")
@@ -174,6 +174,7 @@ def figures(cfg, logs, outdir):
   axes.flat[0].legend(fontsize=6)
   for ax in list(axes.flat)[len(keys):]:
     ax.axis("off")
+  fig.tight_layout()
   return [plotting.savefig(fig, f"{outdir}/fig1_heads.png")]
 
 
