@@ -61,6 +61,7 @@ def bench_population(d=32, steps=1000, kappas=(10.0, 100.0, 1000.0), seeds=5, nu
     t = time.perf_counter()
     jax.block_until_ready(run(keys, hp))
     compile_s = time.perf_counter() - t
+    print(f"  (population: first call incl. compile {compile_s:.1f} s)", flush=True)
     t = time.perf_counter()
     rel, params, data = jax.block_until_ready(run(keys, hp))
     jax_s = time.perf_counter() - t
@@ -136,17 +137,18 @@ def main():
   args = ap.parse_args()
   dev = jax.devices()[0]
   print(f"device: {dev.platform} ({dev.device_kind}), jax {jax.__version__}")
+  print()
+  print("| benchmark | compile (s) | time after compile (s) | NumPy loop (s) | speed-up | check |", flush=True)
+  print("|---|---|---|---|---|---|", flush=True)
   pop = bench_population(numpy=not args.skip_numpy)
   on_gpu = dev.platform == "gpu"
-  sm = bench_self(steps=200 if on_gpu else args.self_steps)
-  print()
-  print("| benchmark | compile (s) | time after compile (s) | NumPy loop (s) | speed-up | check |")
-  print("|---|---|---|---|---|---|")
   npt = f"{pop['numpy_s']:.2f}" if pop["numpy_s"] else "skipped"
   ratio = f"{pop['numpy_s'] / pop['jax_s']:.0f}x" if pop["numpy_s"] else "-"
   print(f"| population d=32, 1000 SA-PrecGD steps x {pop['runs']} runs (5 seeds x 3 kappa), f64 "
         f"| {pop['compile_s']:.2f} | {pop['jax_s']:.3f} | {npt} | {ratio} "
-        f"| max final rel loss {pop['rel_max']:.1e} (NumPy {pop['numpy_rel_max'] if pop['numpy_rel_max'] is None else format(pop['numpy_rel_max'], '.1e')}) |")
+        f"| max final rel loss {pop['rel_max']:.1e} (NumPy {pop['numpy_rel_max'] if pop['numpy_rel_max'] is None else format(pop['numpy_rel_max'], '.1e')}) |",
+        flush=True)
+  sm = bench_self(steps=200 if on_gpu else args.self_steps)
   est = "" if sm["steps"] == sm["total"] else "~"
   print(f"| self mode n=4096, d=16, {sm['total']} SA-PrecGD steps, f32, 1 run "
         f"| {sm['compile_s']:.2f} | {est}{sm['est_total']:.1f} ({sm['per_step']:.3f}/step, {sm['steps']} timed) "
