@@ -6,21 +6,21 @@ d = 4 (D = 8, n = 5 tokens, psi = 288), N = 2^14 samples per data set, exact
 
 Default (Fig. 2a, one-shot, float64; 5 fractions x 2 seeds, one program):
   python -m attnlab.run --config=configs/mhla_assoc_memory.py --workdir=/tmp/mhla_am
-Runtime: about 1 minute on 2 CPU cores.
-Expected (summary.json): lambda_min ~ 0.06 at 0.95, 0.027 at 0.97, 3e-3 at
-0.99, 3e-4 at 0.995 and ~1e-16 at 1.0 (null space of dimension 40);
+Runtime: 94 s on 2 busy CPU cores.
+Expected (summary.json, measured): lambda_min 0.061 at 0.95, 0.029 at 0.97,
+4.2e-3 at 0.99, 6.5e-4 at 0.995 and ~-5e-15 at 1.0 (null space of dimension 40);
 c5_lambda_min_monotone_decreasing = true; the exact solvers' p-distance ~1e-13
 at every fraction (also at lambda_min = 0: the ground truth is the minimum-norm
 minimiser); fixed-budget GD (2000 steps) p-distance grows as lambda_min falls
-(~0.02 at 0.95, ~0.4 at 0.995); a random minimiser at 1.0 has the same train
-loss but p-distance ~10 and different outputs on fresh inputs.
+(0.026 at 0.95, 0.41 at 0.995); a random minimiser at 1.0 has the same train
+loss but p-distance 18 (||p_gt|| = 4) and different outputs on fresh inputs.
 
 Variant ``:sgd`` (Fig. 2b, iterative, float32): H in {1, 2, 4, 8} heads,
 full-batch Adam (lr 1e-2, 2000 steps) from init std 0.35 and 1.0 (traced, one
 program per H) on the 0.95 (identifiable, lambda_min ~ 0.06) and 1.0
 (unidentifiable) mixtures, 1 seed:
   python -m attnlab.run --config=configs/mhla_assoc_memory.py:sgd --workdir=/tmp/mhla_am_sgd
-Runtime: about 15 minutes on 2 busy CPU cores.
+Runtime: about 25 minutes on 2 busy CPU cores (H <= 4 took 18 minutes).
 Expected: on the identifiable set, every run that reaches train MSE < 1e-4 has
 p-distance / ||p_gt|| < 2% (C8 hard check); runs from init std 1.0 mostly do
 not reach 1e-4 in this budget and are skipped (see experiments/mhla/README.md).
