@@ -18,7 +18,7 @@ Default K/N in {1/16, 1/32, 1/64} (K = 64, 32, 16): the spec's K = N/4 = 256
 costs ~40 ms per step and run on a loaded 2-core machine (add it with
 --config.k_ratio="(0.25,0.0625,0.015625)"; ~30 min).
 
-Runtime on 2 shared CPU cores: about 10 min.
+Runtime: 15 min measured on 2 CPU cores shared with other jobs (load 8-12).
 
 Expected result (summary.json ``settings_fit``: gamma, fit_window,
 plateau_loss, represented_features per setting; ``checks``: P1-P4 pass/fail):

@@ -11,7 +11,7 @@ Commands:
   python -m attnlab.run --config=configs/superposition_robustness.py --workdir=/tmp/s4_robust
   python -m attnlab.run --config=configs/superposition_robustness.py:loss_weight --workdir=/tmp/s4_robust_lw
 
-Runtime: about 3-4 min each on 2 shared CPU cores.
+Runtime: 4.2 min (default) on 2 shared CPU cores; ``:loss_weight`` not run yet.
 
 Expected result: summary.json ``settings_fit`` gives gamma per (sigma0,
 weight_decay); recorded only (spec E8). Measured values are in the README.

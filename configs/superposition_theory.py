@@ -11,7 +11,7 @@ Command:
   python -m attnlab.run --config=configs/superposition_theory.py:t4 --workdir=/tmp/sp_theory_t4
   # any (a, b): --config.freq_exp="(1.7,)" --config.imp_exp="(0.3,)"
 
-Runtime: about 1-2 min on 2 CPU cores for the default 36 rows at N = 1e5
+Runtime: 2.5 min measured on 2 shared CPU cores for the default 36 rows at N = 1e5
 (each row is one 1e5-feature ODE sum over the window's t points); ``:t4``
 about 20 s.
 
