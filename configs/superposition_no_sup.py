@@ -21,10 +21,12 @@ N = K = 1024 (a 1024 x 1024 tied student costs ~1.6 GMAC per step and run,
 hours on 2 cores): default and ``:map`` use N = K = 128. See
 experiments/superposition/README.md for the measured numbers.
 
-Expected results: ``:s1`` checks.S1_ode_ratio within [0.90, 1.10] (spec pilot
-0.96-1.05) and S3 max deviation <= 5%; default: gamma_sim close to the ODE
-gamma in the same window, front slope ~ 1/(a+b); ``:map``: |gamma_sim -
-gamma_ODE| <= 0.05 on >= 90% of the cells with a + 2b >= 1.5.
+Expected results (spec thresholds; measured values in experiments/superposition/README.md):
+``:s1`` checks.S1_ode_ratio within [0.90, 1.10] (measured 0.99-1.14: fails by
+0.04 late in the run) and S3 max deviation <= 5% (measured 4.5%); default:
+gamma_sim 0.03-0.09 below the ODE gamma in the same window, front slope
+~ 1/(a+b) (a = 1.5, b = 0: 0.684 vs 0.667); ``:map``: |gamma_sim - gamma_ODE|
+<= 0.05 on >= 90% of the cells with a + 2b >= 1.5.
 
 Arguments: ``:s1``, ``:map``, ``:s2``, ``:smoke`` (tiny, for tests).
 """
