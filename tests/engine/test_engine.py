@@ -65,8 +65,9 @@ def test_same_curve_alone_and_batched_and_deterministic(tmp_path):
 def test_quickstart_alone_batched_and_sharded_identical(tmp_path, repo_root):
   """The real (MHLA + Adam) experiment: run i alone, in a batch, and sharded
   over 4 simulated CPU devices gives a bit-identical curve."""
-  args = ["--config=configs/quickstart.py:smoke", "--quiet", "--notb", "--compilation_cache_dir=",
-          "--config.sweep.heads=(2,)"]
+  from jax import config as jax_config
+  args = ["--config=configs/quickstart.py:smoke", "--quiet", "--notb",
+          f"--compilation_cache_dir={jax_config.jax_compilation_cache_dir or ''}", "--config.sweep.heads=(2,)"]
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
   sharded = subprocess.Popen([sys.executable, "-m", "attnlab.run", *args, f"--workdir={tmp_path / 'sharded'}"],
                              cwd=repo_root, env=env, stderr=subprocess.PIPE, text=True)
