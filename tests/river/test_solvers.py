@@ -1,6 +1,6 @@
 """Spec checks E16-E17 (diffrax agreement, gradients) and F18 (compile time flat in L),
 plus ``integrate`` semantics (stacked controls, substeps, trajectory, remat). float64."""
-import time
+import re
 
 import jax
 import jax.numpy as jnp
@@ -70,21 +70,29 @@ def test_e17_scan_gradient_matches_central_differences():
   assert np.max(np.abs(fd - ad) / np.abs(ad)) <= 1e-6
 
 
-def test_f18_compile_time_does_not_grow_with_L():
+def test_f18_compiled_program_does_not_grow_with_L():
+  """F18, checked structurally: depth is a scan trip count, not unrolled code.
+
+  Compile *time* is a benchmark quantity (timer noise on a shared CI machine
+  made a timed assertion flaky); the property behind it is that the optimized
+  program for L = 1024 is the same size as for L = 8 and keeps one while loop.
+  """
   theta, u0 = _setup()
-  prev = jax.config.jax_enable_compilation_cache
-  jax.config.update("jax_enable_compilation_cache", False)
-  try:
-    def compile_time(L):
-      f = jax.jit(lambda u, th: I.integrate(I.paper_step, u, th, 1.0 / L, L)[0])
-      t = time.perf_counter()
-      f.lower(u0, theta).compile()
-      return time.perf_counter() - t
-    t8, t1024 = compile_time(8), compile_time(1024)
-  finally:
-    jax.config.update("jax_enable_compilation_cache", prev)
-  print(f"F18: compile L=8 {t8:.2f}s, L=1024 {t1024:.2f}s")
-  assert t1024 <= 1.5 * t8 + 0.05  # 50 ms slack for timer noise on a shared machine
+
+  def optimized_hlo(L):
+    f = jax.jit(lambda u, th: I.integrate(I.paper_step, u, th, 1.0 / L, L)[0])
+    return f.lower(u0, theta).compile().as_text()
+
+  def instruction_count(hlo):
+    return len(re.findall(r"^\s+\S+ = ", hlo, re.M))
+
+  h8, h1024 = optimized_hlo(8), optimized_hlo(1024)
+  n8, n1024 = instruction_count(h8), instruction_count(h1024)
+  print(f"F18: optimized HLO instructions L=8 {n8}, L=1024 {n1024}")
+  assert h1024.count(" while(") >= 1
+  # A handful of instructions differ (trip-count constants); unrolling even
+  # two layers would add a full step body (338 instructions for one step).
+  assert n1024 <= n8 + 20
 
 
 def test_integrate_stacked_substeps_trajectory_remat():
