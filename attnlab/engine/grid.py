@@ -120,24 +120,24 @@ def check_engine_fields(cfg: ml_collections.ConfigDict) -> None:
       raise ConfigError(name, f"must be an int, got {v!r}")
     if typ is not int and not isinstance(v, typ):
       raise ConfigError(name, f"must be a {typ.__name__}, got {v!r}")
-  if cfg.seeds < 1:
-    raise ConfigError("seeds", f"must be >= 1, got {cfg.seeds}")
-  if cfg.steps < 1:
-    raise ConfigError("steps", f"must be >= 1, got {cfg.steps}")
-  if cfg.log_every < 1:
-    raise ConfigError("log_every", f"must be >= 1, got {cfg.log_every}")
+  for name, lowest, note in _ENGINE_MINIMUMS:
+    if cfg[name] < lowest:
+      raise ConfigError(name, f"must be >= {lowest}{note}, got {cfg[name]}")
   if cfg.log_spacing not in ("linear", "log"):
     raise ConfigError("log_spacing", f"must be 'linear' or 'log', got {cfg.log_spacing!r}")
-  if cfg.n_log_points < 2:
-    raise ConfigError("n_log_points", f"must be >= 2, got {cfg.n_log_points}")
-  if cfg.chunk_steps < 1:
-    raise ConfigError("chunk_steps", f"must be >= 1, got {cfg.chunk_steps}")
-  if cfg.ckpt_every < 0:
-    raise ConfigError("ckpt_every", f"must be >= 0, got {cfg.ckpt_every}")
-  if cfg.lanes < 0:
-    raise ConfigError("lanes", f"must be >= 0 (0: automatic), got {cfg.lanes}")
-  if cfg.max_parallel_runs < 0:
-    raise ConfigError("max_parallel_runs", f"must be >= 0, got {cfg.max_parallel_runs}")
+
+
+# (field, smallest allowed value, remark) for the integer engine fields.
+_ENGINE_MINIMUMS = (
+    ("seeds", 1, ""),
+    ("steps", 1, ""),
+    ("log_every", 1, ""),
+    ("n_log_points", 2, ""),
+    ("chunk_steps", 1, ""),
+    ("ckpt_every", 0, ""),
+    ("lanes", 0, " (0: automatic)"),
+    ("max_parallel_runs", 0, ""),
+)
 
 
 def sweep_axes(cfg: ml_collections.ConfigDict) -> dict:
