@@ -37,7 +37,7 @@ def experiment(cfg) -> Iterative:
   def make_data(key, hp):
     k_teacher, k_z = jax.random.split(key)
     V, Q = la.init_mhla(k_teacher, 1, d, d_out, std=cfg.teacher_init_std_scale / jnp.sqrt(d))
-    Zs = jax.random.normal(k_z, (N, d, n)) / jnp.sqrt(n)
+    Zs = prng.normal(k_z, (N, d, n)) / jnp.sqrt(n)
     ys = la.mhla_batch(V, Q, Zs, "last")
     # The last-token loss sees a sequence only through (Z Z^T, z_n).
     return {"G": jax.vmap(la.gram)(Zs), "z": Zs[:, :, -1], "y": ys}

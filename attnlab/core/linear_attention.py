@@ -26,6 +26,8 @@ import chex
 import jax
 import jax.numpy as jnp
 
+from attnlab.core import prng
+
 Mode = Literal["last", "causal", "full"]
 _HI = jax.lax.Precision.HIGHEST
 
@@ -84,8 +86,8 @@ def init_mhla(key: jax.Array, heads: int, d: int, d_out: int, std: float | jax.A
               dtype=jnp.float32) -> tuple[jax.Array, jax.Array]:
   """Gaussian (V, Q) with entries N(0, std^2); shapes (H, d_out, d), (H, d, d)."""
   kv, kq = jax.random.split(key)
-  V = std * jax.random.normal(kv, (heads, d_out, d), dtype)
-  Q = std * jax.random.normal(kq, (heads, d, d), dtype)
+  V = std * prng.normal(kv, (heads, d_out, d), dtype)
+  Q = std * prng.normal(kq, (heads, d, d), dtype)
   return V, Q
 
 

@@ -32,3 +32,17 @@ def run_key(seed: int, seed_index) -> jax.Array:
 def stream(key: jax.Array, stream_id: int) -> jax.Array:
   """The ``stream_id`` stream (``INIT``, ``DATA``, ``NOISE``) of a run key."""
   return jax.random.fold_in(key, stream_id)
+
+
+def normal(key: jax.Array, shape: tuple[int, ...], dtype=jnp.float32) -> jax.Array:
+  """``jax.random.normal(key, shape, dtype)``, bit for bit, but cheaper to compile.
+
+  With ``jax_threefry_partitionable`` (the default) the bits depend only on the
+  flat index, so drawing a flat vector and reshaping gives the same array; XLA
+  on CPU compiles the flat draw about 3x faster than a rank-3 one (measured
+  1.0 s vs 2.5-3.5 s for (2048, 4, 20) on 2 loaded cores).
+  """
+  size = 1
+  for n in shape:
+    size *= n
+  return jax.random.normal(key, (size,), dtype).reshape(shape)

@@ -56,3 +56,10 @@ def test_prng_streams_are_distinct_and_stable():
   np.testing.assert_array_equal(k, jax.random.fold_in(jax.random.PRNGKey(0), 3))
   streams = {tuple(np.asarray(prng.stream(k, s))) for s in (prng.INIT, prng.DATA, prng.NOISE)}
   assert len(streams) == 3
+
+
+def test_prng_normal_is_bit_identical_to_jax_random_normal():
+  key = jax.random.PRNGKey(3)
+  for shape, dtype in [((7, 4, 5), jnp.float32), ((3, 2), jnp.float32), ((), jnp.float32)]:
+    np.testing.assert_array_equal(np.asarray(prng.normal(key, shape, dtype)),
+                                  np.asarray(jax.random.normal(key, shape, dtype)))
