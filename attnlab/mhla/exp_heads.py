@@ -133,7 +133,11 @@ def summarize(cfg, runs):
 
 def figures(cfg, logs, outdir):
   """fig1_heads.png: rel_mse against step per model (median + IQR over seeds), one
-  panel per (d, n_train, d_out, lr, init_std), with Algorithm 1's relMSE as a dashed line."""
+  panel per (d, n_train, d_out, lr, init_std), with Algorithm 1's relMSE as a dashed line.
+
+  Also merges ``c7_ratio_by_step`` into summary.json: per panel with both
+  mhla:1 and mhla:16, the seed-median relMSE of each and their ratio at every
+  common logged step."""
   import json
   import pathlib
   import matplotlib.pyplot as plt
@@ -154,6 +158,22 @@ def figures(cfg, logs, outdir):
     key = (d, c.get("n_train", cfg.n_train), d_out, c.get("lr", cfg.lr), c.get("init_std", cfg.init_std))
     panels.setdefault(key, []).append((c.get("model", cfg.model), ids))
   keys = sorted(panels)
+  by_step = {}
+  for key in keys:
+    ms = dict(panels[key])
+    if "mhla:1" in ms and "mhla:16" in ms:
+      s1, Y1 = logs.curves(ms["mhla:1"], "rel_mse")
+      s16, Y16 = logs.curves(ms["mhla:16"], "rel_mse")
+      common = np.intersect1d(s1, s16)
+      m1 = np.nanmedian(Y1[:, np.isin(s1, common)], axis=0)
+      m16 = np.nanmedian(Y16[:, np.isin(s16, common)], axis=0)
+      by_step[f"d={key[0]},N={key[1]},d_out={key[2]},lr={key[3]:g},init_std={key[4]:g}"] = {
+          str(int(t)): {"h1": float(a), "h16": float(b), "ratio": float(a / b)}
+          for t, a, b in zip(common, m1, m16) if t > 0}
+  if by_step and p.exists():  # merged into summary.json (it needs the logged curves, not only finals)
+    full = json.loads(p.read_text())
+    full["c7_ratio_by_step"] = by_step
+    p.write_text(json.dumps(full, indent=1, sort_keys=True))
   ncol = min(4, len(keys))
   nrow = -(-len(keys) // ncol)
   fig, axes = plt.subplots(nrow, ncol, squeeze=False, figsize=(3.8 * ncol, 3.0 * nrow))

@@ -125,3 +125,64 @@ def apply_model(params, Zs: jax.Array, name: str, *, residual=True, readout="att
   d_out = params["params"]["readout"]["kernel"].shape[1]
   model = TinyTransformer(tf_d_model, tf_heads, tf_mlp_ratio, tf_layers, d_out, tf_norm)
   return jax.vmap(lambda Z: model.apply(params, Z))(Zs)
+
+
+# --- Fig. 4: a small Llama-style language model (App. G.4) ----------------------
+
+
+def rotary(x: jax.Array, base: float = 10000.0) -> jax.Array:
+  """Rotary position embedding of x: (n, dh) (rows are positions, dh even):
+  coordinate pairs (i, i + dh/2) are rotated by the angle t * base^(-2i/dh)."""
+  n, dh = x.shape
+  half = dh // 2
+  freqs = base ** (-jnp.arange(half, dtype=jnp.float32) / half)
+  ang = jnp.arange(n, dtype=jnp.float32)[:, None] * freqs[None, :]
+  cos, sin = jnp.cos(ang).astype(x.dtype), jnp.sin(ang).astype(x.dtype)
+  x1, x2 = x[:, :half], x[:, half:]
+  return jnp.concatenate([x1 * cos - x2 * sin, x1 * sin + x2 * cos], axis=-1)
+
+
+class LlamaLM(nn.Module):
+  """A small Llama-style decoder: token embedding, ``layers`` pre-norm blocks of
+  causal multi-head softmax attention (the shared
+  :func:`attnlab.core.attention.attend`, scores / sqrt(dh)) with rotary or
+  learned absolute positions, and a SwiGLU MLP (hidden ``mlp_hidden``); RMSNorm
+  everywhere, no biases, a final RMSNorm and an untied LM head.
+
+  Input tokens: (n,) int; output logits: (n, vocab), row t predicting token t+1.
+  [reconstructed: the paper's model is "the Llama variant, 4 layers, 16 heads,
+  hidden size 2048"; the sizes here are config fields.]
+  """
+
+  vocab: int
+  hidden: int = 64
+  heads: int = 4
+  layers: int = 2
+  mlp_hidden: int = 128
+  positions: str = "rope"  # rope | learned
+  max_len: int = 512
+
+  @nn.compact
+  def __call__(self, tokens):
+    n = tokens.shape[0]
+    x = nn.Embed(self.vocab, self.hidden, name="embed")(tokens)  # (n, hidden)
+    if self.positions == "learned":
+      pos = self.param("pos", nn.initializers.normal(0.02), (self.max_len, self.hidden))
+      x = x + pos[:n]
+    dh = self.hidden // self.heads
+    mask = causal_mask(n)
+    dense = lambda f, name: nn.Dense(f, use_bias=False, name=name)
+    for i in range(self.layers):
+      h = nn.RMSNorm(name=f"norm_attn_{i}")(x)
+      q, k, v = (dense(self.hidden, f"{w}_{i}")(h).reshape(n, self.heads, dh).transpose(1, 0, 2)
+                 for w in ("wq", "wk", "wv"))  # (heads, n, dh)
+      if self.positions == "rope":
+        q, k = jax.vmap(rotary)(q), jax.vmap(rotary)(k)
+      o = jax.vmap(lambda q, k, v: attend(q.T, k.T, v.T, "softmax", mask, math.sqrt(dh)))(q, k, v)  # (heads, dh, n)
+      x = x + dense(self.hidden, f"wo_{i}")(jnp.transpose(o, (2, 0, 1)).reshape(n, self.hidden))
+      h = nn.RMSNorm(name=f"norm_mlp_{i}")(x)
+      g = dense(self.mlp_hidden, f"w_gate_{i}")(h)
+      u = dense(self.mlp_hidden, f"w_up_{i}")(h)
+      x = x + dense(self.hidden, f"w_down_{i}")(nn.silu(g) * u)
+    x = nn.RMSNorm(name="norm_f")(x)
+    return dense(self.vocab, "lm_head")(x)

@@ -195,3 +195,74 @@ def lookup_data(key, N: int, n_states: int, n_symbols: int, max_steps: int, dtyp
 
   Zs, Ys = jax.vmap(one)(deltas, words, ell, perms)
   return Zs, Q * S + ell, Ys
+
+
+# --- App. G.4: DFA execution traces (Fig. 4) ------------------------------------
+#
+# Token ids (vocabulary 4 + Q + V): 0 = "(", 1 = ")", 2 = "|", 3 = pad (unused),
+# states 4 .. 4+Q-1, letters 4+Q .. 4+Q+V-1.
+
+DFA_OPEN, DFA_CLOSE, DFA_SEP, DFA_PAD = 0, 1, 2, 3
+DFA_SPECIAL = 4
+
+
+def dfa_vocab(n_states: int, n_letters: int) -> int:
+  """Vocabulary size: 4 specials + Q states + V letters."""
+  return DFA_SPECIAL + n_states + n_letters
+
+
+def dfa_length(n_states: int, n_letters: int, word_len: int) -> int:
+  """Sequence length T = 5QV (table) + 1 + L (word) + 1 + 5L (history)."""
+  return 5 * n_states * n_letters + 2 + 6 * word_len
+
+
+def dfa_history_start(n_states: int, n_letters: int, word_len: int) -> int:
+  """Index of the first history token (the ``(`` after the second ``|``)."""
+  return 5 * n_states * n_letters + 2 + word_len
+
+
+def dfa_sequence(delta: jax.Array, word: jax.Array, perm: jax.Array, s0=0) -> jax.Array:
+  """One DFA trace in the schema of App. G.4, int32 of length :func:`dfa_length`.
+
+  ``delta``: (Q, V) next-state table; ``word``: (L,) letters; ``perm``: (QV,)
+  the order of the table entries (entry e is (s, w) = (e // V, e % V)).
+  Layout: ``( s w δ(s,w) )`` for each entry in the order ``perm``; ``|``; the
+  word w_0 .. w_{L-1}; ``|``; the history ``( s^{i-1} w_{i-1} s^i )`` for
+  i = 1..L with s^0 = ``s0`` and s^i = δ(s^{i-1}, w_{i-1}).
+  """
+  Q, V = delta.shape
+  L = word.shape[0]
+  ss = perm // V
+  ws = perm % V
+  st = lambda s: DFA_SPECIAL + s
+  lt = lambda w: DFA_SPECIAL + Q + w
+  table = jnp.stack([jnp.full_like(ss, DFA_OPEN), st(ss), lt(ws), st(delta[ss, ws]),
+                     jnp.full_like(ss, DFA_CLOSE)], axis=1).reshape(-1)
+  states, nxt = run_machine(delta, word, s0)
+  hist = jnp.stack([jnp.full((L,), DFA_OPEN, jnp.int32), st(states), lt(word), st(nxt),
+                    jnp.full((L,), DFA_CLOSE, jnp.int32)], axis=1).reshape(-1)
+  sep = jnp.array([DFA_SEP], jnp.int32)
+  return jnp.concatenate([table.astype(jnp.int32), sep, lt(word).astype(jnp.int32), sep,
+                          hist.astype(jnp.int32)])
+
+
+def dfa_data(key: jax.Array, N: int, n_states: int, n_letters: int, word_len: int,
+             table_order: str = "shuffled") -> jax.Array:
+  """N traces of random DFAs: δ(s, w) uniform in [Q] for every entry, the word
+  uniform in [V]^L, start state 0, table entries in random order
+  (``table_order="shuffled"``) or sorted by (s, w) (``"sorted"``).
+
+  Returns tokens: (N, T) int32. [reconstructed: the paper gives no sampling
+  distribution, start state or table order.]
+  """
+  Q, V, L = n_states, n_letters, word_len
+  kd, kw, kp = jax.random.split(key, 3)
+  deltas = jax.random.randint(kd, (N, Q, V), 0, Q)
+  words = jax.random.randint(kw, (N, L), 0, V)
+  if table_order == "shuffled":
+    perms = jax.vmap(lambda k: jax.random.permutation(k, Q * V))(jax.random.split(kp, N))
+  elif table_order == "sorted":
+    perms = jnp.broadcast_to(jnp.arange(Q * V), (N, Q * V))
+  else:
+    raise ValueError(f"table_order must be 'shuffled' or 'sorted', got {table_order!r}")
+  return jax.vmap(dfa_sequence)(deltas, words, perms)
