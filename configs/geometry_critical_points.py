@@ -27,5 +27,6 @@ def get_config(arg=None):
       **estimator_fields(kind="lightning", t=3),
   )
   cfg.sweep.point = cfg.get_ref("point")
+  cfg.lanes = cfg.get_ref("seeds")  # the engine vmaps all seeds of a setting in lockstep
   cfg.lock()
   return cfg

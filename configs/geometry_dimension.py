@@ -37,5 +37,6 @@ def get_config(arg=None):
       attn_dims=(2, 2),
       **estimator_fields(x64=not a["float32"]),
   )
+  cfg.lanes = cfg.get_ref("seeds")  # the engine vmaps all seeds of a setting in lockstep
   cfg.lock()
   return cfg

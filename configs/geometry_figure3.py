@@ -34,5 +34,6 @@ def get_config(arg=None):
       **estimator_fields(kind="softmax", t=3, n_inputs=250, trials=1),
   )
   cfg.sweep.delta = cfg.get_ref("delta")
+  cfg.lanes = cfg.get_ref("seeds")  # the engine vmaps all seeds of a setting in lockstep
   cfg.lock()
   return cfg

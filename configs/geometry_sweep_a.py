@@ -31,5 +31,6 @@ def get_config(arg=None):
   )
   cfg.sweep.a = cfg.get_ref("a")
   cfg.sweep.kind = cfg.get_ref("kind")
+  cfg.lanes = cfg.get_ref("seeds")  # the engine vmaps all seeds of a setting in lockstep
   cfg.lock()
   return cfg

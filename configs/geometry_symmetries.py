@@ -33,5 +33,6 @@ def get_config(arg=None):
       **estimator_fields(kind=("lightning", "softmax"), t=3),
   )
   cfg.sweep.kind = cfg.get_ref("kind")
+  cfg.lanes = cfg.get_ref("seeds")  # the engine vmaps all seeds of a setting in lockstep
   cfg.lock()
   return cfg

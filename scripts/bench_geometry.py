@@ -1,44 +1,54 @@
 """Benchmark: the float64 Jacobian-rank estimator on the Figure 3 configurations.
 
-For delta = 3..10 (softmax, l = 2, t = 3, a = 2, N = 250, float64) it times
+For delta = 3..10 (softmax, l = 2, t = 3, a = 2, N = 250, float64, OpenBLAS at
+one thread for both methods) it times
 
-* ``ours``: :func:`attnlab.geometry.estimator.estimate_kernel` (draw + ``jacfwd``
-  + row normalisation + QR/SVD + both ranks), warm (compile excluded, reported
-  separately as ``compile``);
-* ``rowwise``: the authors' NeuroDim approach in JAX: one forward pass, then the
-  Jacobian built one output row at a time with reverse mode (a jitted VJP of
-  the stored forward pass, called once per output with a one-hot cotangent,
-  like ``y[j].backward(retain_graph=True)``), followed by the same rank step;
+* ``ours_s``: one run of the estimator as the experiments run it,
+  ``jit(vmap(estimate_run))`` over one seed (the engine's program, default XLA
+  options): draw + the per-input reverse-mode Jacobian vmapped over the inputs
+  + row normalisation + QR/SVD + both ranks, warm; ``compile_s`` is its
+  first call minus one warm run (trace + compile);
+* ``jac_s``: our Jacobian alone (``jacobian_mode="rev"``), and ``jacfwd_s``
+  the spec's literal ``jax.jacfwd(f)(theta)`` (``jacobian_mode="fwd"``);
+* ``rank_s``: the rank step alone (row normalisation, QR of the rows x P
+  Jacobian, SVD of R, both ranks): shared by both methods;
+* ``rowwise_s``: the authors' NeuroDim approach in JAX: one forward pass, then
+  the Jacobian built one output row at a time with reverse mode (a jitted VJP
+  of the stored forward pass, called once per output with a one-hot
+  cotangent, like ``y[j].backward(retain_graph=True)``), plus the same rank
+  step (``rowwise_jac_s`` without it). With ``--rowwise_rows=k`` the baseline
+  is timed on its first k rows and scaled by rows/k: every row runs the same
+  compiled program, so its cost per row is constant.
 
-and prints seconds per delta for both, with the ratio (median of ``--repeats``
-timings for ``ours``, one timing for ``rowwise``; with ``--rowwise_rows=k`` the
-baseline is timed on its first k rows and scaled by rows/k, since every row is
-the same compiled program). Both build the same
-Jacobian (checked: max abs difference) and get the same rank.
+Every timing is the minimum over ``--repeats`` runs (the machine is shared).
+Both build the same Jacobian (checked: ``max|dJ|``, against the rowwise rows
+and against jacfwd) and get the same rank (asserted). The load average is
+printed before and after.
 
-  python scripts/bench_geometry.py [--deltas 3,4,...] [--repeats 3]
+  python scripts/bench_geometry.py [--deltas 3,4,...] [--repeats 5] [--rowwise_rows 1000]
 """
 from __future__ import annotations
 
 import argparse
-import statistics
+import functools
+import os
 import time
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from attnlab.geometry import estimator as ge
 from attnlab.geometry import model as gm
 
 
 def _time(fn, repeats: int) -> float:
+  """Minimum wall time of ``fn()`` (blocked) over ``repeats`` calls."""
   out = []
   for _ in range(repeats):
     t0 = time.perf_counter()
     jax.block_until_ready(fn())
     out.append(time.perf_counter() - t0)
-  return statistics.median(out)
+  return min(out)
 
 
 @jax.jit
@@ -52,62 +62,78 @@ def rowwise_jacobian(y, pullback, n_rows=None):
 
   ``y, pullback = jax.vjp(jit(f), theta)`` ran the forward pass once (its
   residuals are kept, like ``retain_graph=True``); ``pullback`` is a pytree, so
-  one compiled ``_row`` serves every row (about 0.4 ms per row on an idle core).
+  one compiled ``_row`` serves every row.
   """
   return jnp.stack([_row(pullback, y, j) for j in range(y.shape[0] if n_rows is None else n_rows)])
+
+
+def _load() -> str:
+  return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
 def main():
   p = argparse.ArgumentParser()
   p.add_argument("--deltas", default="3,4,5,6,7,8,9,10")
-  p.add_argument("--repeats", type=int, default=3)
+  p.add_argument("--repeats", type=int, default=5)
+  p.add_argument("--rowwise_repeats", type=int, default=2)
   p.add_argument("--n_inputs", type=int, default=250)
   p.add_argument("--blas_threads", type=int, default=1)
   p.add_argument("--rowwise_rows", type=int, default=0,
                  help="time the baseline on this many rows and extrapolate linearly to all rows (0: all)")
   args = p.parse_args()
   key = jax.random.PRNGKey(0)
-  print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), float64, N = {args.n_inputs}")
-  header = (f"{'delta':>5} {'P':>4} {'rows':>5} {'rank':>4} {'compile_s':>9} {'ours_s':>8} {'ours_jac_s':>10} "
-            f"{'rowwise_s':>9} {'rowwise_jac_s':>13} {'ratio':>7} {'ratio_jac':>9} {'max|dJ|':>8}")
+  print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), float64, N = {args.n_inputs}, "
+        f"OpenBLAS threads {args.blas_threads}; load average (1/5/15 min) before: {_load()}")
+  header = (f"{'delta':>5} {'P':>4} {'rows':>5} {'rank':>4} {'compile_s':>9} {'ours_s':>7} {'jac_s':>7} "
+            f"{'jacfwd_s':>8} {'rank_s':>7} {'rowwise_s':>9} {'rowwise_jac_s':>13} {'ratio':>6} {'ratio_jac':>9} "
+            f"{'max|dJ|':>8}")
   print(header)
   print("-" * len(header))
-  # OpenBLAS (jaxlib's CPU QR/SVD) at one thread for both methods, as the
-  # experiments run it (see attnlab.geometry.estimator.blas_threads).
   with jax.enable_x64(True), ge.blas_threads(args.blas_threads):
     rank_fn = jax.jit(ge.rank_stats)
+    jac = jax.jit(ge.jacobian, static_argnames=("arch", "mode"))
     for delta in [int(d) for d in args.deltas.split(",")]:
       arch = gm.Arch((delta,) * 3, (2, 2), "softmax", 3)
       static = dict(arch=arch, n_inputs=args.n_inputs, trials=1)
+      program = jax.jit(jax.vmap(functools.partial(ge.estimate_run, **static)))
+      keys, ones = key[None], jnp.ones((1,))
+      run = lambda: program(keys, ones, ones, 1e6 * ones)
       c0 = time.perf_counter()
-      est = jax.block_until_ready(ge.estimate_kernel(key, 1.0, 1.0, 1e6, **static))
-      compile_s = time.perf_counter() - c0
-      ours = _time(lambda: ge.estimate_kernel(key, 1.0, 1.0, 1e6, **static), args.repeats)
+      est = jax.tree.map(lambda v: v[0], jax.block_until_ready(run()))
+      first = time.perf_counter() - c0
+      ours = _time(run, args.repeats)
+      compile_s = first - ours
       data = jax.jit(ge.draw, static_argnums=(1, 2))(key, arch, args.n_inputs)
       theta, X = data["theta"][0], data["X"][0]
-      jac = jax.jit(ge.jacobian, static_argnums=2)
-      J = jax.block_until_ready(jac(theta, X, arch))
+      J = jax.block_until_ready(jac(theta, X, arch=arch, mode="rev"))
+      J_fwd = jax.block_until_ready(jac(theta, X, arch=arch, mode="fwd"))
       rank_fn(J)
-      ours_jac = _time(lambda: jac(theta, X, arch), args.repeats)
+      ours_jac = _time(lambda: jac(theta, X, arch=arch, mode="rev"), args.repeats)
+      fwd_jac = _time(lambda: jac(theta, X, arch=arch, mode="fwd"), args.repeats)
+      rank_s = _time(lambda: rank_fn(J), args.repeats)
       # one forward pass with stored residuals (not timed: it is one call), then
-      # compile the per-row program on 2 rows, then time all rows.
+      # compile the per-row program on 2 rows, then time the rows.
       y, pullback = jax.vjp(jax.jit(lambda th: ge.flat_forward(th, X, arch)), theta)
       jax.block_until_ready(rowwise_jacobian(y, pullback, n_rows=2))
       m = J.shape[0]
       k = m if args.rowwise_rows <= 0 else min(args.rowwise_rows, m)
-      t0 = time.perf_counter()
-      J_rows = jax.block_until_ready(rowwise_jacobian(y, pullback, n_rows=k))
-      rowwise_jac = (time.perf_counter() - t0) * m / k  # per-row cost is constant: one program
-      dj = float(jnp.max(jnp.abs(J_rows - J[:k])))
-      if k < m:  # the rank step on the full (forward-mode) J stands in for the baseline's
-        J_rows = J
-      t0 = time.perf_counter()
-      r = jax.block_until_ready(rank_fn(J_rows))
-      rowwise = rowwise_jac + time.perf_counter() - t0
+      J_rows = None
+      per_k = []
+      for _ in range(args.rowwise_repeats):
+        t0 = time.perf_counter()
+        J_rows = jax.block_until_ready(rowwise_jacobian(y, pullback, n_rows=k))
+        per_k.append(time.perf_counter() - t0)
+      rowwise_jac = min(per_k) * m / k  # per-row cost is constant: one program
+      dj = max(float(jnp.max(jnp.abs(J_rows - J[:k]))), float(jnp.max(jnp.abs(J_fwd - J))))
+      # The baseline's rank step is the same program on the same J (when only k
+      # rows were built, the full J stands in for the rest).
+      r = jax.block_until_ready(rank_fn(J_rows if k == m else J))
+      rowwise = rowwise_jac + rank_s
       assert int(r["rank_tol"]) == int(est["rank_tol"])
-      print(f"{delta:>5} {arch.num_params:>4} {J.shape[0]:>5} {int(est['rank_tol']):>4} {compile_s:>9.2f} "
-            f"{ours:>8.3f} {ours_jac:>10.3f} {rowwise:>9.2f} {rowwise_jac:>13.2f} {rowwise / ours:>7.1f} "
-            f"{rowwise_jac / ours_jac:>9.1f} {dj:>8.1e}", flush=True)
+      print(f"{delta:>5} {arch.num_params:>4} {m:>5} {int(est['rank_tol']):>4} {compile_s:>9.2f} "
+            f"{ours:>7.3f} {ours_jac:>7.3f} {fwd_jac:>8.3f} {rank_s:>7.3f} {rowwise:>9.2f} {rowwise_jac:>13.2f} "
+            f"{rowwise / ours:>6.1f} {rowwise_jac / ours_jac:>9.1f} {dj:>8.1e}", flush=True)
+  print(f"load average after: {_load()}")
 
 
 if __name__ == "__main__":

@@ -33,7 +33,6 @@ from __future__ import annotations
 import functools
 import json
 import math
-import time
 
 import jax
 import jax.numpy as jnp
@@ -56,7 +55,7 @@ def estimator_fields(**overrides) -> dict:
   """The shared estimator config fields with the spec's defaults (see module doc)."""
   fields = dict(kind="softmax", t=3, n_inputs=0, trials=1, init="fan_in", init_std=1.0, temperature=1.0,
                 softmax_axis="key", row_normalize=True, min_gap=1e6, formula_gate=True,
-                formula_effective_widths=False, x64=True, blas_threads=1)
+                formula_effective_widths=False, x64=True, blas_threads=1, jacobian_mode="rev")
   fields.update(overrides)
   return fields
 
@@ -83,6 +82,7 @@ def _check_estimator_fields(cfg) -> None:
   check_choice(cfg, "kind", gm.KINDS)
   check_choice(cfg, "softmax_axis", gm.SOFTMAX_AXES)
   check_choice(cfg, "init", gm.INITS)
+  check_choice(cfg, "jacobian_mode", ge.JACOBIAN_MODES)
   check(isinstance(cfg.t, int) and cfg.t >= 1, "t", f"must be an int >= 1, got {cfg.t!r}")
   check(isinstance(cfg.n_inputs, int) and cfg.n_inputs >= 0, "n_inputs",
         f"must be an int >= 0 (0: auto), got {cfg.n_inputs!r}")
@@ -142,22 +142,15 @@ def _settings(runs: list[dict]) -> list[list[dict]]:
 def _estimator_experiment(cfg, summarize, figures) -> OneShot:
   arch = arch_of(cfg)
   n = n_inputs_of(cfg, arch)
-  static = dict(arch=arch, n_inputs=n, trials=cfg.trials, init=cfg.init, row_normalize=cfg.row_normalize)
+  static = dict(arch=arch, n_inputs=n, trials=cfg.trials, init=cfg.init, row_normalize=cfg.row_normalize,
+                jacobian_mode=cfg.jacobian_mode)
+  ge.set_blas_threads(cfg.blas_threads)
 
   def compute(key, hp, data):
     del data
-    t0 = time.perf_counter()
-    with ge.blas_threads(cfg.blas_threads):
-      out = ge.estimate_kernel(jnp.asarray(key), hp["init_std"], hp["temperature"], hp["min_gap"], **static)
-      out = jax.block_until_ready(out)
-    out = {k: np.asarray(v) for k, v in out.items()}
-    out["seconds"] = np.asarray(time.perf_counter() - t0)
-    out["n_inputs"] = np.asarray(n)
-    out["n_rows"] = np.asarray(n * arch.out_size)
-    out["parameters"] = np.asarray(arch.num_params)
-    return out
+    return ge.estimate_run(key, hp["init_std"], hp["temperature"], hp["min_gap"], **static)
 
-  return OneShot(compute=compute, jit=False, x64=cfg.x64, hparams=ESTIMATOR_HPARAMS, summarize=summarize,
+  return OneShot(compute=compute, jit=True, x64=cfg.x64, hparams=ESTIMATOR_HPARAMS, summarize=summarize,
                  figures=figures)
 
 
@@ -181,8 +174,9 @@ def _row(cfg, runs: list[dict]) -> dict:
       "matches_formula": (exp.value == est) if exp.value is not None else None,
       "nullity": arch.num_params - est,
       "symmetry_dimension": gd.symmetry_dimension(arch.widths, arch.attn_dims, arch.kind),
-      "seconds": float(sum(r["final"]["seconds"] for r in runs)),
-      "n_inputs": int(f["n_inputs"]), "jacobian_rows": int(f["n_rows"]), "trials": int(ccfg.trials),
+      "seconds": None,
+      "n_inputs": n_inputs_of(ccfg, arch), "jacobian_rows": n_inputs_of(ccfg, arch) * arch.out_size,
+      "trials": int(ccfg.trials),
       "seeds": len(runs), "rank_tol_per_seed": ranks,
       "rank_tol_trials": [int(x) for x in np.atleast_1d(f["rank_tol_trials"])],
       "dtype": "float64" if ccfg.x64 else "float32",
@@ -280,12 +274,10 @@ def uniform(cfg) -> OneShot:
 # Critical points (single layer, structured weights)
 
 
-@functools.partial(jax.jit, static_argnames=("arch", "n_inputs", "trials", "init", "row_normalize"),
-                   compiler_options=ge.COMPILER_OPTIONS)
-def critical_kernel(key, point, init_std, temperature, min_gap, *, arch, n_inputs, trials, init="fan_in",
-                    row_normalize=True):
-  """:func:`attnlab.geometry.estimator.estimate_kernel` at the structured point
-  ``POINT_NAMES[point]`` (``point`` traced: one program for the whole table)."""
+def critical_run(key, point, init_std, temperature, min_gap, *, arch, n_inputs, trials, init="fan_in",
+                 row_normalize=True, jacobian_mode="rev"):
+  """:func:`attnlab.geometry.estimator.estimate_run` at the structured point
+  ``POINT_NAMES[point]`` (``point`` may be traced: one program for the whole table)."""
   data = ge.draw(key, arch, n_inputs, trials, init, init_std)
 
   def structure(th):
@@ -293,7 +285,7 @@ def critical_kernel(key, point, init_std, temperature, min_gap, *, arch, n_input
     return ravel_pytree((gc.structured_point_index(layer, point),))[0]
 
   data["theta"] = jax.vmap(structure)(data["theta"])
-  out = ge.estimate_from_data(data, arch, temperature, min_gap, row_normalize)
+  out = ge.estimate_from_data(data, arch, temperature, min_gap, row_normalize, jacobian_mode)
   return {k: out[k] for k in ("rank_tol", "rank_gap", "gap_log10", "reliable", "sv")}
 
 
@@ -301,7 +293,8 @@ def critical_points(cfg) -> OneShot:
   """Jacobian rank of one layer at the structured points of spec §3.2.
 
   ``point`` is a traced index into :data:`attnlab.geometry.critical.POINT_NAMES`
-  (swept), so the whole table is one compiled program (:func:`critical_kernel`).
+  (swept), so the whole table is one compiled program (:func:`critical_run`, run
+  by the engine over points x seeds).
   """
   _check_estimator_fields(cfg)
   widths = _int_tuple(cfg, "widths")
@@ -313,15 +306,14 @@ def critical_points(cfg) -> OneShot:
     check(isinstance(p, int) and 0 <= p < len(gc.POINT_NAMES), "point",
           f"must be an index into {gc.POINT_NAMES}, got {cfg.point!r}")
   n = n_inputs_of(cfg, arch)
-  static = dict(arch=arch, n_inputs=n, trials=cfg.trials, init=cfg.init, row_normalize=cfg.row_normalize)
+  static = dict(arch=arch, n_inputs=n, trials=cfg.trials, init=cfg.init, row_normalize=cfg.row_normalize,
+                jacobian_mode=cfg.jacobian_mode)
+
+  ge.set_blas_threads(cfg.blas_threads)
 
   def compute(key, hp, data):
     del data
-    with ge.blas_threads(cfg.blas_threads):
-      out = critical_kernel(jnp.asarray(key), hp["point"], hp["init_std"], hp["temperature"], hp["min_gap"],
-                            **static)
-      out = jax.block_until_ready(out)
-    return {k: np.asarray(v) for k, v in jax.device_get(out).items()}
+    return critical_run(key, hp["point"], hp["init_std"], hp["temperature"], hp["min_gap"], **static)
 
   def summarize(cfg, runs):
     rows = []
@@ -356,7 +348,7 @@ def critical_points(cfg) -> OneShot:
     ax.legend(fontsize=6)
     return [plotting.savefig(fig, outdir / "critical_points.png")]
 
-  return OneShot(compute=compute, jit=False, x64=cfg.x64, hparams=("point",) + ESTIMATOR_HPARAMS,
+  return OneShot(compute=compute, jit=True, x64=cfg.x64, hparams=("point",) + ESTIMATOR_HPARAMS,
                  summarize=summarize, figures=figures)
 
 
@@ -439,7 +431,6 @@ symmetry_kernel = jax.jit(symmetry_checks, static_argnames=("arch", "init"),
 symmetry_kernel.__doc__ = "``jit(symmetry_checks)`` (``arch``, ``init`` static; LLVM opt level 0)."
 
 
-@functools.partial(jax.jit, static_argnames=("arch", "n_inputs", "init"), compiler_options=ge.COMPILER_OPTIONS)
 def symmetry_run(key, init_std, scale_c, temperature, min_gap, *, arch, n_inputs, init="fan_in"):
   """:func:`symmetry_checks` from a run key: inputs from the DATA stream, the rest from INIT."""
   X = ge.draw_inputs(prng.stream(key, prng.DATA), arch, n_inputs, 1)[0]
@@ -452,13 +443,12 @@ def symmetries(cfg) -> OneShot:
   check(cfg.scale_c > 0 and cfg.scale_c != 1, "scale_c", f"must be > 0 and != 1, got {cfg.scale_c!r}")
   n = n_inputs_of(cfg, arch)
 
+  ge.set_blas_threads(cfg.blas_threads)
+
   def compute(key, hp, data):
     del data
-    with ge.blas_threads(cfg.blas_threads):
-      out = symmetry_run(jnp.asarray(key), hp["init_std"], hp["scale_c"], hp["temperature"], hp["min_gap"],
-                         arch=arch, n_inputs=n, init=cfg.init)
-      out = jax.block_until_ready(out)
-    return {k: np.asarray(v) for k, v in jax.device_get(out).items()}
+    return symmetry_run(key, hp["init_std"], hp["scale_c"], hp["temperature"], hp["min_gap"],
+                        arch=arch, n_inputs=n, init=cfg.init)
 
   def summarize(cfg, runs):
     out = {}
@@ -495,5 +485,5 @@ def symmetries(cfg) -> OneShot:
     ax.legend(fontsize=6)
     return [plotting.savefig(fig, outdir / "symmetries.png")]
 
-  return OneShot(compute=compute, jit=False, x64=cfg.x64,
+  return OneShot(compute=compute, jit=True, x64=cfg.x64,
                  hparams=("init_std", "scale_c", "temperature", "min_gap"), summarize=summarize, figures=figures)

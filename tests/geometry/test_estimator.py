@@ -96,6 +96,29 @@ def test_deterministic_for_a_key():
   assert not np.array_equal(a.sv, c.sv) and c.rank_tol == a.rank_tol
 
 
+@pytest.mark.parametrize("kind", ["lightning", "softmax"])
+def test_jacobian_modes_agree(kind):
+  """The default per-input reverse-mode Jacobian equals the spec's jax.jacfwd(f)
+  (same row order: (input, output row, token)) and a single VJP row."""
+  arch = gm.Arch((3, 2, 2), (2, 1), kind, 3)
+  with jax.enable_x64(True):
+    rng = np.random.default_rng(1)
+    theta = rng.standard_normal(arch.num_params) * 0.7
+    X = rng.standard_normal((4, 3, 3))
+    jac = jax.jit(ge.jacobian, static_argnames=("arch", "mode"))
+    J_rev = np.asarray(jac(theta, X, arch=arch, mode="rev"))
+    J_fwd = np.asarray(jac(theta, X, arch=arch, mode="fwd"))
+    assert J_rev.shape == J_fwd.shape == (4 * arch.out_size, arch.num_params)
+    np.testing.assert_allclose(J_rev, J_fwd, rtol=0, atol=1e-13 * np.abs(J_fwd).max())
+    # row j = 7 is input 1, output row 0, token 1 (d_l t = 6 rows per input)
+    y, pullback = jax.vjp(lambda th: ge.flat_forward(th, X, arch), theta)
+    e = np.zeros(y.shape)
+    e[7] = 1.0
+    np.testing.assert_allclose(J_rev[7], pullback(e)[0], rtol=0, atol=1e-13 * np.abs(J_fwd).max())
+  with pytest.raises(ValueError, match="mode"):
+    ge.jacobian(theta, X, arch, mode="central")
+
+
 def test_rank_stats_edge_cases():
   with jax.enable_x64(True):
     stats = jax.jit(ge.rank_stats, static_argnames="row_normalize")

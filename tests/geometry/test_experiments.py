@@ -20,14 +20,24 @@ def _load(repo_root, name, arg=None):
 
 
 def test_figure3_smoke_through_runner(repo_root, tmp_path):
-  """Check 6 at delta = 3 (N = 250, one float64 trial; the full sweep is the config)."""
+  """Check 6 at delta = 3 (N = 250, one float64 trial per seed; the full sweep is the config).
+
+  Two seeds: the engine runs them as one vmapped program (``lanes = seeds``),
+  each with its own key (different spectra), both giving 25."""
   cfg = _load(repo_root, "geometry_figure3", "smoke")
   with cfg.unlocked():
     cfg.delta = (3,)
+    cfg.seeds = 2
+  assert cfg.lanes == 2  # follows seeds
+  runner.TRACE_COUNTS.clear()
   summary = runner.run(cfg, tmp_path / "fig3", quiet=True, tb=False)
+  assert runner.TRACE_COUNTS.get("compute") == 1  # one compiled program for both seeds
   assert summary["delta"] == [3]
   assert summary["estimated"] == summary["expected"] == [25]
   assert summary["reliable"] == [True] and min(summary["gap_log10"]) >= 6
+  assert summary["rows"][0]["rank_tol_per_seed"] == [25, 25]
+  runs = [json.loads(line) for line in (tmp_path / "fig3" / "runs.jsonl").read_text().splitlines()]
+  assert sorted(r["seed"] for r in runs) == [0, 1] and runs[0]["final"]["sv"] != runs[1]["final"]["sv"]
   assert (tmp_path / "fig3" / "dimension.png").stat().st_size > 0
   assert json.loads((tmp_path / "fig3" / "summary.json").read_text())["estimated"] == [25]
 
@@ -48,6 +58,7 @@ def test_critical_points_through_runner(repo_root, tmp_path):
     (dict(t=0), "t"),
     (dict(widths=(4, 0, 3)), "widths"),
     (dict(kind="relu"), "kind"),
+    (dict(jacobian_mode="central"), "jacobian_mode"),
     (dict(n_inputs=-1), "n_inputs"),
 ])
 def test_bad_input_is_a_config_error(repo_root, fields, field):
