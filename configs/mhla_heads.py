@@ -23,7 +23,10 @@ init std in {0.03, 0.1, 0.5, 1.0} x lr in {1e-2, 3e-3, 1e-3}, 2000 steps
 logged every 250, 3 seeds (4 programs of 36 runs); summary.json
 ``c7_ratio_by_step`` holds relMSE(H=1)/relMSE(H=16) at steps 250..2000:
   python -m attnlab.run --config=configs/mhla_heads.py:c7sweep --workdir=/tmp/mhla_c7sweep
-Runtime and result: see experiments/mhla/README.md.
+Runtime: 3.5 min on 2 busy CPU cores. Expected (measured): for d_out = d the ratio
+is >= 100 only while H = 1 sits on its plateau (lr 1e-2, init <= 0.1: 1.3e3 at
+step 250, 1.6 at step 500); at 2000 steps, lr 1e-3, init 0.1: 7.2e3 (d_out = d)
+and 5.8e6 (d_out = 1). Table in experiments/mhla/README.md.
 
 ``:smoke``: d = 2, N = 64, 20 steps, H in {1, 4} and tf, 1 seed (for tests).
 """
