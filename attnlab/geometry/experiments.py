@@ -10,23 +10,31 @@ Factories (``config.experiment = "attnlab.geometry.experiments:<name>"``):
 * :func:`symmetries`: invariance errors of every symmetry, generator residuals,
   Jacobian nullity against the symmetry dimension.
 
-The estimator experiments and :func:`symmetries` are ``OneShot(jit=False)``:
-each run calls a jitted kernel (:func:`attnlab.geometry.estimator.estimate_kernel`,
-:data:`symmetry_kernel`; one compiled program per architecture, compiled at
-LLVM opt level 0, trials vmapped inside, later seeds reuse it); the estimator
-experiments report the kernel's wall time, compile included, as ``seconds``.
-:func:`critical_points` works the same way with :func:`critical_kernel`. All run in float64 unless ``x64`` is
-off (the float32 precision-guard demo).
+All four are ``OneShot(jit=True)``: the engine runs ``jit(vmap(compute))``
+over the runs of a static group, so each architecture is one compiled program
+(XLA's default options) that holds every seed, and the trials are vmapped
+inside it (:func:`attnlab.geometry.estimator.estimate_run`,
+:func:`critical_run`, :func:`symmetry_run`). The geometry configs set
+``lanes = seeds`` (a reference), so all seeds of a setting run as one vmap;
+swept traced hyperparameters (``point`` of the critical-point table) are
+mapped over inside the same program. The rank decisions are made in the
+program too (the Jacobians never leave it). The per-run wall time is not
+observable inside one program, so ``seconds`` in the summaries is ``None``
+(the CLI prints the total; ``scripts/bench_geometry.py`` times the kernel).
+All run in float64 unless ``x64`` is off (the float32 precision-guard demo).
 
 Shared estimator fields (:func:`estimator_fields`, spec §5.3 [reconstructed]
-choices with the spec's defaults): ``kind``, ``t``, ``n_inputs`` (0: auto,
-the smallest N >= 10 with N d_l t >= 3P), ``trials``, ``init`` ("fan_in":
-std ``init_std / sqrt(d_in)``; "normal": std ``init_std``), ``init_std``,
-``temperature`` (1: none), ``softmax_axis`` ("key"), ``row_normalize``
-(True), ``min_gap`` (1e6), ``formula_gate`` (True),
-``formula_effective_widths`` (False), ``x64`` (True), ``blas_threads`` (1:
-OpenBLAS threads for the QR/SVD, see
-:func:`attnlab.geometry.estimator.blas_threads`; 0: leave it alone).
+choices with the spec's defaults unless noted): ``kind``, ``t``, ``n_inputs``
+(0: auto, the spec's max(250, ceil(3P / (d_l t)))), ``trials``, ``init``
+("fan_in": std ``init_std / sqrt(d_in)``; "normal": std ``init_std``),
+``init_std``, ``temperature`` (1: none), ``softmax_axis`` ("key"),
+``row_normalize`` (True), ``min_gap`` (1e6), ``formula_gate`` (True),
+``formula_effective_widths`` (False), ``x64`` (True), ``jacobian_mode``
+("rev": per-input reverse mode vmapped over the inputs; "fwd": the spec's
+literal ``jax.jacfwd``; same J, "rev" is 8-15x faster, see
+:mod:`attnlab.geometry.estimator`), ``blas_threads`` (1: OpenBLAS threads for
+the QR/SVD, set for the process by the factory, see
+:func:`attnlab.geometry.estimator.set_blas_threads`; 0: leave it alone).
 """
 from __future__ import annotations
 
