@@ -2,12 +2,13 @@
 
 Lightning, d = 4, d' = 3, a = 2, t = 3: generic weights, rank-1 Q, rank-1 Q
 and K, rank-1 V, rank-1 V/Q/K, Q = 0, Q = K = 0, V = 0. The point index is a
-traced hyperparameter, so the 8 points run in one compiled program.
+traced hyperparameter, so the 8 points (x seeds) run in one compiled program.
 
 Command:
   python -m attnlab.run --config=configs/geometry_critical_points.py --workdir=/tmp/geo_crit
 
-Runtime: about 5-10 s on 2 idle CPU cores (4.9 s of CPU time).
+Runtime: about 7-10 s on 2 idle CPU cores (6.5 s of CPU time, 18 s wall at
+load average 8, cold compilation cache).
 
 Expected result (summary.json): ``ranks = [23, 21, 18, 23, 18, 8, 0, 12]``
 equal to ``spec_ranks``, ``all_match_spec = true``. Figure: ``critical_points.png``.

@@ -10,11 +10,12 @@ nullity against the dimension of the symmetry group.
 Command:
   python -m attnlab.run --config=configs/geometry_symmetries.py --workdir=/tmp/geo_sym
 
-Runtime: about 10-15 s on 2 idle CPU cores (10.4 s of CPU time, mostly compiling two programs).
+Runtime: about 20 s on 2 idle CPU cores (20.4 s of CPU time, 56 s wall at
+load average 8, cold compilation cache; mostly compiling two programs).
 
 Expected result (summary.json ``by_kind``): lightning: every error and
 residual <= 1e-12 (ours ~1e-16), nullity 19 = symmetry_dimension; softmax:
-GL and pass-through <= 1e-12, scaling 0.43 and swap 0.85 (> 1e-3: broken; the spec saw 0.42 and 0.68),
+GL and pass-through <= 1e-12, scaling 0.53 and swap 0.95 (> 1e-3: broken; the spec saw 0.42 and 0.68),
 nullity 17 = symmetry_dimension; ``all_pass = true``.
 Other architectures: ``--config.widths='(5,4,3)' --config.attn_dims='(2,3)'``
 (nullity 31 L / 29 S).
