@@ -256,11 +256,13 @@ def dfa_data(key: jax.Array, N: int, n_states: int, n_letters: int, word_len: in
   distribution, start state or table order.]
   """
   Q, V, L = n_states, n_letters, word_len
-  kd, kw, kp = jax.random.split(key, 3)
-  deltas = jax.random.randint(kd, (N, Q, V), 0, Q)
-  words = jax.random.randint(kw, (N, L), 0, V)
+  # one uniform draw cut into pieces (one threefry program compiles much faster on CPU
+  # than separate randint / permutation draws)
+  u = jax.random.uniform(key, (N, 2 * Q * V + L))
+  deltas = jnp.minimum(jnp.floor(u[:, : Q * V] * Q), Q - 1).astype(jnp.int32).reshape(N, Q, V)
+  words = jnp.minimum(jnp.floor(u[:, Q * V: Q * V + L] * V), V - 1).astype(jnp.int32)
   if table_order == "shuffled":
-    perms = jax.vmap(lambda k: jax.random.permutation(k, Q * V))(jax.random.split(kp, N))
+    perms = jnp.argsort(u[:, Q * V + L:], axis=1).astype(jnp.int32)  # a uniform random permutation
   elif table_order == "sorted":
     perms = jnp.broadcast_to(jnp.arange(Q * V), (N, Q * V))
   else:

@@ -55,10 +55,10 @@ def test_llama_is_causal():
   m = models.LlamaLM(vocab=11, hidden=8, heads=2, layers=1, mlp_hidden=8, positions="rope", max_len=12)
   toks = jnp.arange(12, dtype=jnp.int32) % 11
   other = toks.at[7:].set(3)
-  def f(key, a, b):  # one compiled program (eager flax init compiles op by op)
-    params = m.init(key, a)
-    return m.apply(params, a), m.apply(params, b)
-  la, lb = (np.asarray(x) for x in jax.jit(f)(jax.random.PRNGKey(0), toks, other))
+  def f(key, ab):  # one compiled program (eager flax init compiles op by op)
+    params = m.init(key, ab[0])
+    return jax.vmap(lambda t: m.apply(params, t))(ab)
+  la, lb = np.asarray(jax.jit(f)(jax.random.PRNGKey(0), jnp.stack([toks, other])))
   assert la.shape == (12, 11)
   np.testing.assert_array_equal(la[:7], lb[:7])
   assert np.abs(la[7:] - lb[7:]).max() > 1e-6
