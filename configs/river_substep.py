@@ -42,9 +42,9 @@ def get_config(arg=None):
       vocab=10,
       n_tokens=8,
       batch=128,
-      eval_batch=256,
+      eval_batch=128,
       ms=(1, 2, 4, 8, 16, 32, 64),
-      ref_substeps=32,  # projected RK4 sub-steps per layer for the m -> infinity river
+      ref_substeps=16,  # projected RK4 sub-steps per layer for the m -> infinity river
       controls="piecewise_constant",  # one control per layer  [reconstructed, §2.3]
       norm_mode="projection",  # LN without per-feature gain (P5: no limit otherwise)  [reconstructed]
   )

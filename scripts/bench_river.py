@@ -26,6 +26,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
 import re
 import statistics
@@ -78,7 +79,8 @@ def compile_times(make, args, Ls, rounds):
       cpu[L].append(time.process_time() - c)
       texts[L] = compiled.as_text()
   a, b = texts[Ls[0]].splitlines(), texts[Ls[-1]].splitlines()
-  diff = sum(1 for x, y in zip(a, b) if x != y) + abs(len(a) - len(b))
+  sm = difflib.SequenceMatcher(None, a, b, autojunk=False)
+  diff = sum(max(i2 - i1, j2 - j1) for tag, i1, i2, j1, j2 in sm.get_opcodes() if tag != "equal")
   return {"wall": wall, "cpu": cpu, "hlo_diff": diff, "hlo_lines": (len(a), len(b))}
 
 

@@ -13,8 +13,11 @@ Models (``cfg.model``):
 
 Initial data (``cfg.init``): ``equiangular`` (rho0 = 0: n orthonormal rows,
 randomly rotated; n <= d, and n <= d - 1 for the river, whose rows live in
-1-perp) or ``uniform`` (i.i.d. uniform on the sphere / LN-projected
-Gaussians).
+1-perp), ``uniform`` (i.i.d. uniform on the sphere / LN-projected
+Gaussians) or ``hemisphere`` (i.i.d. uniform on the open half-sphere
+{z_d > 0}: the uniform draw with its last coordinate replaced by its absolute
+value; SA then converges to one cluster exponentially fast, Geshkovski et al.;
+sphere models only).
 
 Per run (one jitted ``lax.scan`` of T/h steps, vmapped over seeds): rho(t),
 min pairwise cosine and E_beta(t) at every step (curves subsampled to
@@ -58,7 +61,9 @@ def _times(cfg):
 
 def validate(cfg):
   check_choice(cfg, "model", MODELS)
-  check_choice(cfg, "init", ("equiangular", "uniform"))
+  check_choice(cfg, "init", ("equiangular", "uniform", "hemisphere"))
+  check(not (cfg.init == "hemisphere" and cfg.model == "river_identity"), "init",
+        "hemisphere starts are for the sphere models sa/usa (the river's rows live in 1-perp)")
   check(cfg.T > 0, "T", f"must be > 0, got {cfg.T}")
   check(cfg.h > 0, "h", f"must be > 0, got {cfg.h}")
   check(cfg.beta >= 0, "beta", f"must be >= 0, got {cfg.beta}")
@@ -96,6 +101,8 @@ def initial_state(cfg, key, d, beta):
     if cfg.model == "river_identity":
       g = g - jnp.mean(g, axis=1, keepdims=True)
     z0 = g / jnp.linalg.norm(g, axis=1, keepdims=True)
+    if cfg.init == "hemisphere":
+      z0 = z0.at[:, -1].set(jnp.abs(z0[:, -1]))
   if cfg.model == "river_identity":
     sigma2 = jnp.sqrt(beta / math.sqrt(d))
     return sigma2 * math.sqrt(d) * z0, z0
@@ -157,6 +164,11 @@ def experiment(cfg) -> OneShot:
            "energy_full_collapse": (math.exp(beta) / (2 * beta) if beta > 0 else 0.5),
            "final_min_cosine": min(r["final"]["final_min_cosine"] for r in ok),
            "clusters_final": [int(r["final"]["clusters_final"]) for r in ok]}
+    # spec D14's collapse criterion, per run: E_T within 1e-6 of e^beta/(2 beta), min cos >= 1 - 1e-6
+    out["collapsed_runs"] = sum(
+        int(abs(r["final"]["final_energy"] - out["energy_full_collapse"]) <= 1e-6
+            and r["final"]["final_min_cosine"] >= 1 - 1e-6) for r in ok)
+    out["n_runs"] = len(ok)
     if cfg.model == "river_identity":
       out["manifold_residual"] = max(r["final"]["manifold_residual"] for r in ok)
       out["sigma2"] = math.sqrt(beta / math.sqrt(d))

@@ -82,7 +82,8 @@ def forward(params, x, m: int = 1, step=I.paper_step):
 
 def forward_traced_m(params, x, m):
   """As :func:`forward` with ``paper_step`` but a traced sub-step count m (one compiled body
-  for every m; vmap over m runs max(m) masked iterations)."""
+  for every m; under ``vmap`` over m every lane would run max(m) masked iterations, so
+  :func:`experiment` maps over m sequentially)."""
   theta = blocks(params)
 
   def layer(u, th):
@@ -141,7 +142,9 @@ def experiment(cfg) -> Iterative:
     nrm = lambda a: jnp.sqrt(jnp.sum(a * a))
     out = {"loss_eval": optax.softmax_cross_entropy_with_integer_labels(logits(p, u1), y).mean(),
            "acc_inf": jnp.mean(jnp.argmax(logits(p, u_inf), -1) == y)}
-    U = jax.vmap(lambda m: forward_traced_m(p, x, m))(jnp.asarray(ms))  # (len(ms), B, n, d)
+    # one m after the other (lax.map): sum(ms) sub-steps per layer; a vmap over ms would
+    # run max(ms) masked sub-steps in every lane (7 x 64 instead of 127 for the default ms)
+    U = jax.lax.map(lambda m: forward_traced_m(p, x, m), jnp.asarray(ms))  # (len(ms), B, n, d)
     for i, m in enumerate(ms):
       um = U[i]
       out[f"d1_m{m}"] = nrm(um - u1) / nrm(u1)
