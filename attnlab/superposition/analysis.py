@@ -87,6 +87,9 @@ def analyze_run(run: dict, cfg, logs) -> dict:
   out["gamma_sub_same_window"] = fitlib.fit_gamma_on_window(t, np.where(Lsub > 0, Lsub, np.nan), f["fit_window"])
   fs = fitlib.fit_gamma(t, np.where(Lsub > 0, Lsub, np.nan), L0 - f["L_inf"], opts, steps=steps_p)
   out["gamma_sub_auto"], out["fit_window_sub_auto"] = fs["gamma"], fs["fit_window"]
+  # plateau check: the log-log slope over the last half decade of t (about 0 once the ceiling is reached)
+  late = t >= t[-1] / np.sqrt(10.0)
+  out["gamma_late"] = -fitlib.slope(np.log(t[late]), np.log(Lp[late])) if late.sum() >= 3 else float("nan")
   _, rep = logs.curve(run["run_id"], "represented")
   out["represented_features"] = float(rep[-1]) if rep.size else float("nan")
   optimizer = _get(run, cfg, "optimizer")
@@ -137,7 +140,7 @@ def analyze(cfg, logs) -> dict:
     rec["n_diverged"] = sum(r["status"] != "ok" for r in res)
     for name in ("gamma", "plateau_loss", "represented_features", "final_loss", "gamma_ode_same_window",
                  "gamma0_ode", "front_slope", "t_target", "t_target_ode", "window_decades",
-                 "gamma_sub_same_window", "gamma_sub_auto"):
+                 "gamma_sub_same_window", "gamma_sub_auto", "gamma_late"):
       mean, std = _agg([r.get(name) for r in res])
       rec[name] = mean
       if name in ("gamma", "plateau_loss", "front_slope"):
@@ -203,31 +206,53 @@ def checks_no_sup(recs: list, per_run: list, cfg, logs) -> dict:
 
 
 def linear_full_diagonal(cfg, logs, max_feature: int = 20, lower: float = 0.1):
-  """S2: for ``linear_full`` SGD runs, the logged probes s_i/a_i (i <= 20) against
-  1 - exp(-2 lambda_i t) while ``lower <= pred < 0.9`` (the lower cut is ours: below it
-  SGD sampling noise of rare features dominates)."""
-  worst, n = 0.0, 0
+  """S2: for ``linear_full`` SGD runs, the logged probes s_i/a_i (i <= 20) against the spec's
+  1 - exp(-2 lambda_i t) while ``lower <= pred < 0.9`` (the lower cut is ours: below it SGD
+  sampling noise of rare features dominates). Also reported, against the same selection:
+  the exact mean of the SGD map (``theory.linear_full_mean_fraction``: the full C with its
+  p_i p_j off-diagonal, discrete steps), per seed and for the mean over seeds."""
+  dev = {"spec": 0.0, "exact_map": 0.0, "spec_seed_mean": 0.0, "exact_map_seed_mean": 0.0}
+  n = 0
+  names = [k for k in (logs.metrics[0] if logs.metrics else {}) if k.startswith("frac_")]
+  groups = {}
   for r in logs.runs:
     if _get(r, cfg, "student") != "linear_full" or _get(r, cfg, "optimizer") != "sgd":
       continue
-    _, _, _, lam, _, _, _ = ode_setup(r, cfg)
+    groups.setdefault(json.dumps(r.get("coords", {}), sort_keys=True), []).append(r)
+  for runs in groups.values():
+    r0 = runs[0]
+    _, _, _, lam, _, _, _ = ode_setup(r0, cfg)
     lam = np.asarray(lam)
-    for name in [k for k in (logs.metrics[0] if logs.metrics else {}) if k.startswith("frac_")]:
+    lr = float(_get(r0, cfg, "lr"))
+    for name in names:
       i = int(name[5:])
       if i > max_feature:
         continue
-      steps, frac = logs.curve(r["run_id"], name)
+      curves = [logs.curve(r["run_id"], name) for r in runs]
+      steps = curves[0][0]
       m = steps > 0
-      t = time_axis(steps[m], r, cfg)
+      t = time_axis(steps[m], r0, cfg)
       pred = 1 - np.exp(-2 * lam[i - 1] * t)
+      exact = th.linear_full_mean_fraction(int(_get(r0, cfg, "n_features")), float(_get(r0, cfg, "freq_exp")),
+                                           float(_get(r0, cfg, "imp_exp")), _get(r0, cfg, "importance_mode"), lr,
+                                           steps[m], _get(r0, cfg, "p_norm"))[:, i - 1]
       sel = (pred >= lower) & (pred < 0.9)
-      if sel.any():
-        worst = max(worst, float(np.max(np.abs(frac[m][sel] / pred[sel] - 1))))
-        n += 1
+      if not sel.any():
+        continue
+      fracs = np.stack([c[1][m] for c in curves])
+      n += 1
+      dev["spec"] = max(dev["spec"], float(np.max(np.abs(fracs[:, sel] / pred[sel] - 1))))
+      dev["exact_map"] = max(dev["exact_map"], float(np.max(np.abs(fracs[:, sel] / exact[sel] - 1))))
+      mean = fracs.mean(0)
+      dev["spec_seed_mean"] = max(dev["spec_seed_mean"], float(np.max(np.abs(mean[sel] / pred[sel] - 1))))
+      dev["exact_map_seed_mean"] = max(dev["exact_map_seed_mean"], float(np.max(np.abs(mean[sel] / exact[sel] - 1))))
   if n == 0:
     return None
-  return {"features_checked": n, "max_rel_deviation": worst, "threshold": 0.05, "lower_cut": lower,
-          "pass": bool(worst <= 0.05)}
+  return {"features_checked": n, "max_rel_deviation": dev["spec"], "threshold": 0.05, "lower_cut": lower,
+          "max_rel_deviation_vs_exact_mean_map": dev["exact_map"],
+          "seed_mean_max_rel_deviation": dev["spec_seed_mean"],
+          "seed_mean_max_rel_deviation_vs_exact_mean_map": dev["exact_map_seed_mean"],
+          "pass": bool(dev["spec"] <= 0.05)}
 
 
 def time_unit_collapse(cfg, logs):
@@ -464,11 +489,13 @@ def _bottleneck_figure(recs, outdir):
     axes[0].axhline(g[-1].get("gamma0_ode", np.nan), color=line[0].get_color(), ls=":", lw=0.8)
     axes[1].plot([r["latent_dim"] for r in g], [r["plateau_loss"] for r in g], marker="o", ms=3, label=lab)
   axes[0].axhline(1.0, color="k", lw=0.8)
-  axes[0].set_xscale("log")
+  if any(r["gamma"] is not None and np.isfinite(r["gamma"]) for r in recs):   # else no data limits to log-scale
+    axes[0].set_xscale("log")
   axes[0].set_xlabel("K/N")
   axes[0].set_ylabel("gamma (dotted: K=N ODE)")
   axes[1].set_xscale("log")
-  axes[1].set_yscale("log")
+  if any(np.isfinite(r["plateau_loss"]) and r["plateau_loss"] > 0 for r in recs):
+    axes[1].set_yscale("log")
   axes[1].set_xlabel("K")
   axes[1].set_ylabel("plateau L_inf")
   axes[0].legend(fontsize=5)

@@ -14,18 +14,22 @@ half the random bits.
 Moments: ``mu_i = E[x_i] = p_i`` and ``lambda_i = E[x_i^2] = (4/3) p_i``;
 ``C = E[x x^T]`` has ``C_ii = lambda_i`` and ``C_ij = p_i p_j`` (i != j).
 
-Sparse sampler (:func:`sample_sparse`, used for training and evaluation):
-each feature fires ``N_i ~ Poisson(q_i)`` times with ``q_i = -log(1 - p_i)``,
-so ``P(N_i >= 1) = p_i`` and the features are independent (Poisson
-splitting). Equivalently, a sample has ``n ~ Poisson(Q)`` events,
-``Q = sum_i q_i``, each on feature ``i`` with probability ``q_i / Q``; a
-feature hit twice keeps one value. This draws ``O(max_active)`` random numbers
-per sample instead of ``N``, and is exact up to truncation at ``max_active``
-events per sample (probability ``P(Poisson(Q) > max_active)``; < 1e-9 for
-``sum1`` with the default 16, checked by the experiment factories) and the
-float32 resolution of the uniforms (2^-24: features with ``p_i`` below about
-1e-7 are drawn at a slightly wrong rate, as in the dense sampler). ``p_i = 1``
-is clipped to ``1 - 2^-24``.
+Sparse sampler (:func:`sample_events`, used for training and evaluation):
+each feature of each sample fires ``N_bi ~ Poisson(q_i)`` times with
+``q_i = -log(1 - p_i)``, so ``P(N_bi >= 1) = p_i`` and all (sample, feature)
+pairs are independent (Poisson splitting). Equivalently, a batch of ``B``
+samples has ``n ~ Poisson(B Q)`` events, ``Q = sum_i q_i`` (about 1.04 for
+``sum1`` at a = 1.2), each on a uniformly drawn sample and on feature ``i``
+with probability ``q_i / Q``; a (sample, feature) pair hit twice keeps one
+value. The batch is a flat event list of static length ``capacity`` (about
+``B Q``; see :func:`event_capacity`) instead of ``B x N`` entries, so the
+input layer of a student costs ``O(B Q K)`` instead of ``O(B N K)``. The
+sampler is exact up to truncation at ``capacity`` events per batch
+(probability ``P(Poisson(B Q) > capacity)``, < 1e-9 by construction when
+``capacity = event_capacity(B, Q_max)``) and the float32 resolution of the
+uniforms (2^-24: features with ``q_i / Q`` below about 1e-7 are drawn at a
+slightly wrong rate, as in the dense sampler). ``p_i = 1`` is clipped to
+``1 - 2^-24``.
 
 Importance ``I_i = i^-b`` enters in one of two places
 (``importance_mode``):
@@ -36,9 +40,13 @@ Importance ``I_i = i^-b`` enters in one of two places
 """
 from __future__ import annotations
 
+import dataclasses
+import functools
+
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 P_NORMS = ("sum1", "max1")
 IMPORTANCE_MODES = ("teacher_scale", "loss_weight")
@@ -56,6 +64,16 @@ def feature_probs(n: int, freq_exp, p_norm: str = "sum1", dtype=jnp.float32) -> 
     return w / jnp.sum(w)
   if p_norm == "max1":
     return jnp.minimum(w, 1.0)
+  raise ValueError(f"p_norm must be one of {P_NORMS}, got {p_norm!r}")
+
+
+def feature_probs_np(n: int, freq_exp: float, p_norm: str = "sum1") -> np.ndarray:
+  """:func:`feature_probs` on the host in float64 (for static sizes, e.g. the event capacity)."""
+  w = np.arange(1, n + 1, dtype=np.float64) ** (-float(freq_exp))
+  if p_norm == "sum1":
+    return w / w.sum()
+  if p_norm == "max1":
+    return np.minimum(w, 1.0)
   raise ValueError(f"p_norm must be one of {P_NORMS}, got {p_norm!r}")
 
 
@@ -92,34 +110,75 @@ def poisson_rates(p: jax.Array) -> jax.Array:
   return -jnp.log1p(-jnp.minimum(p, 1.0 - 2.0 ** -24))
 
 
-def sample_sparse(key: jax.Array, p: jax.Array, batch: int, max_active: int = 16):
-  """A batch of sparse inputs: ``(idx [batch, M] int32, val [batch, M])``.
+@functools.partial(jax.tree_util.register_dataclass, data_fields=["row", "feat", "val"], meta_fields=["batch"])
+@dataclasses.dataclass(frozen=True)
+class Events:
+  """A sparse batch as a flat event list (length ``E = capacity``).
 
-  Sample ``b`` has ``x[b, idx[b, m]] = val[b, m]`` for every slot with
-  ``val[b, m] != 0`` and ``x = 0`` elsewhere; unused and duplicate slots have
-  ``val = 0`` (their ``idx`` is arbitrary). ``M = max_active``.
+  ``x[row[e], feat[e]] = val[e]`` for every event with ``val[e] != 0``; all
+  other entries of ``x: [batch, N]`` are 0. Dead (beyond the Poisson count)
+  and duplicate events have ``val = 0`` (their ``row``/``feat`` are valid
+  indices). Events are sorted by ``(row, feat)``, so ``row`` is
+  non-decreasing. ``batch`` (B) is static.
+  """
+  row: jax.Array    # int32 [E], in [0, B)
+  feat: jax.Array   # int32 [E], in [0, N)
+  val: jax.Array    # float [E], in [0, 2)
+  batch: int
+
+
+def total_rate(p) -> float:
+  """``Q = sum_i q_i`` (host-side NumPy, float64): the mean number of events per sample."""
+  p = np.minimum(np.asarray(p, np.float64), 1.0 - 2.0 ** -24)
+  return float(-np.sum(np.log1p(-p)))
+
+
+def event_capacity(batch: int, rate: float, tol: float = 1e-9) -> int:
+  """The smallest ``E`` with ``P(Poisson(batch * rate) > E) < tol`` (static event-list length).
+
+  Exact Poisson tail in float64 on the host (pmf by log-factorials; the tail summed
+  from the far end so that small tails keep their relative precision)."""
+  mu = float(batch) * float(rate)
+  k = np.arange(int(mu + 40.0 * np.sqrt(mu) + 60.0))
+  log_fact = np.concatenate([[0.0], np.cumsum(np.log(k[1:]))])
+  pmf = np.exp(k * np.log(mu) - mu - log_fact) if mu > 0 else (k == 0).astype(np.float64)
+  sf = np.cumsum(pmf[::-1])[::-1]                  # sf[j] = P(X >= j)
+  above = np.concatenate([sf[1:], [0.0]])          # P(X > j)
+  return int(np.argmax(above < tol))
+
+
+def sample_events(key: jax.Array, p: jax.Array, batch: int, capacity: int) -> Events:
+  """A batch of ``batch`` sparse inputs as an :class:`Events` list of ``capacity`` events.
+
+  ``p: [N]`` may be traced. Cost ``O(capacity log capacity)``, independent of ``N``
+  up to a binary search.
   """
   chex.assert_rank(p, 1)
   n = p.shape[0]
+  if batch * n >= 2 ** 31 - 1:
+    raise ValueError(f"batch * N = {batch * n} overflows the int32 event key")
   q = poisson_rates(p)
   Q = jnp.sum(q)
   # reverse cumulative mass, so rare (tail) features keep relative precision
   tail = jnp.cumsum(q[::-1])[::-1] / Q           # tail[i] = sum_{j >= i} q_j / Q, decreasing
-  k_arr, k_idx, k_val = jax.random.split(key, 3)
-  arrivals = jnp.cumsum(jax.random.exponential(k_arr, (batch, max_active), dtype=p.dtype), axis=1)
-  live = arrivals <= Q                             # a rate-Q Poisson process on [0, 1] (time scaled by Q)
-  u = jax.random.uniform(k_idx, (batch, max_active), dtype=p.dtype)
+  # one threefry call for all the randomness (each call site is a large program on CPU): 4 x 32 bits per event
+  bits = jax.random.bits(key, (4, capacity), jnp.uint32)
+  unif = (bits[1:] >> 8).astype(p.dtype) * (2.0 ** -24)          # [3, E], exact 24-bit uniforms in [0, 1)
+  arrivals = jnp.cumsum(-jnp.log1p(-unif[0]))
+  live = arrivals <= batch * Q                     # a rate-1 Poisson process on [0, B Q]
+  row = (bits[0] % jnp.uint32(batch)).astype(jnp.int32)           # modulo bias <= batch / 2^32
+  u = unif[1]
   # feature i is chosen when tail[i+1] <= u < tail[i]: count the tails strictly above u
-  idx = jnp.clip(jnp.sum(tail[None, None, :] > u[:, :, None], axis=-1) - 1, 0, n - 1).astype(jnp.int32) \
-      if n <= 64 else jnp.clip(n - jnp.searchsorted(tail[::-1], u, side="right") - 1, 0, n - 1).astype(jnp.int32)
-  earlier = jnp.tril(jnp.ones((max_active, max_active), bool), k=-1)   # [m, m'] : m' < m
-  dup = jnp.any((idx[:, :, None] == idx[:, None, :]) & live[:, None, :] & earlier[None, :, :], axis=2)
-  keep = live & ~dup
-  val = jnp.where(keep, jax.random.uniform(k_val, (batch, max_active), dtype=p.dtype, maxval=2.0), 0.0)
-  return idx, val
+  feat = jnp.clip(n - jnp.searchsorted(tail[::-1], u, side="right") - 1, 0, n - 1).astype(jnp.int32)
+  sentinel = batch * n
+  code = jnp.sort(jnp.where(live, row * n + feat, sentinel))   # sorted by (row, feat); dead events last
+  keep = (code < sentinel) & jnp.concatenate([jnp.ones((1,), bool), code[1:] != code[:-1]])
+  code = jnp.minimum(code, sentinel - 1)
+  # the values are i.i.d. and independent of the events, so drawing them after the sort is exact
+  val = jnp.where(keep, 2.0 * unif[2], 0.0)
+  return Events(row=code // n, feat=code % n, val=val, batch=batch)
 
 
-def densify(idx: jax.Array, val: jax.Array, n: int) -> jax.Array:
+def densify(ev: Events, n: int) -> jax.Array:
   """The dense ``x: [B, n]`` of a sparse batch (tests and diagnostics only)."""
-  B = idx.shape[0]
-  return jnp.zeros((B, n), val.dtype).at[jnp.arange(B)[:, None], idx].add(val)
+  return jnp.zeros((ev.batch, n), ev.val.dtype).at[ev.row, ev.feat].add(ev.val)

@@ -82,23 +82,26 @@ def batch_loss(params: dict, x: jax.Array, imp: jax.Array, student: str, mode: s
   return loss / x.shape[1] if reduction == "mean" else loss
 
 
-def _latent_sparse(params: dict, idx: jax.Array, val: jax.Array, student: str) -> jax.Array:
-  """``x W^T`` (or ``x E^T``) for a sparse batch: ``[B, K]``, gathering M columns per sample."""
-  enc = params["E"] if student == "untied_relu" else params["W"]
-  cols = enc.T[idx]                                # [B, M, K]
-  return jnp.einsum("bm,bmk->bk", val, cols)
+def _gather_rows(mat_t: jax.Array, ev: sdata.Events) -> jax.Array:
+  """``x @ mat_t`` for a sparse batch: ``[B, D]`` from ``mat_t: [N, D]``.
+
+  A gather of the ``E`` event rows and a sorted segment sum (``O(E D)``);
+  the backward pass is the matching scatter-add into ``mat_t``."""
+  rows = ev.val[:, None] * mat_t[ev.feat]                          # [E, D]
+  return jax.ops.segment_sum(rows, ev.row, num_segments=ev.batch, indices_are_sorted=True)
 
 
-def forward_sparse(params: dict, idx: jax.Array, val: jax.Array, student: str) -> jax.Array:
-  """``yhat: [B, N]`` for a sparse batch ``(idx, val)`` (see ``data.sample_sparse``).
+def forward_sparse(params: dict, ev: sdata.Events, student: str) -> jax.Array:
+  """``yhat: [B, N]`` for a sparse batch ``ev`` (see ``data.sample_events``).
 
-  Same model as :func:`forward`; the input layer is a gather of ``M`` columns
-  per sample instead of a ``B x N x K`` product.
+  Same model as :func:`forward`; the input layer is a gather of the ``E``
+  event columns (``O(E K)``) instead of a ``B x N x K`` product. The output
+  layer stays dense (``O(B K N)``): a ReLU output is not sparse.
   """
-  chex.assert_rank([idx, val], 2)
   if student == "linear_full":
-    return jnp.einsum("bm,bmn->bn", val, params["S"].T[idx])
-  h = _latent_sparse(params, idx, val, student)
+    return _gather_rows(params["S"].T, ev)
+  enc = params["E"] if student == "untied_relu" else params["W"]
+  h = _gather_rows(enc.T, ev)                                      # [B, K]
   z = h @ (params["D"].T if student == "untied_relu" else params["W"])
   if "c" in params:
     z = z + params["c"][None, :]
@@ -107,19 +110,17 @@ def forward_sparse(params: dict, idx: jax.Array, val: jax.Array, student: str) -
   return z
 
 
-def batch_loss_sparse(params: dict, idx: jax.Array, val: jax.Array, imp: jax.Array, student: str,
+def batch_loss_sparse(params: dict, ev: sdata.Events, imp: jax.Array, student: str,
                       mode: str, reduction: str = "sum") -> jax.Array:
   """:func:`batch_loss` for a sparse batch, without forming the dense target:
   ``sum_i w_i (yhat_i - y_i)^2 = sum_i w_i yhat_i^2 + sum_{active j} w_j (y_j^2 - 2 yhat_j y_j)``."""
   y_scale, w = sdata.targets_and_weights(imp, mode)
-  yhat = forward_sparse(params, idx, val, student)
-  y = val * y_scale[idx]                           # [B, M]; 0 on empty/duplicate slots
-  w_act = w[idx]
-  yhat_act = jnp.take_along_axis(yhat, idx, axis=1)
-  per_sample = jnp.sum(w[None, :] * yhat * yhat, axis=1) + jnp.sum(w_act * (y * y - 2.0 * yhat_act * y), axis=1)
-  loss = jnp.mean(per_sample)
-  n = params["S"].shape[0] if student == "linear_full" else yhat.shape[1]
-  return loss / n if reduction == "mean" else loss
+  yhat = forward_sparse(params, ev, student)
+  y = ev.val * y_scale[ev.feat]                    # [E]; 0 on dead/duplicate events
+  yhat_act = yhat[ev.row, ev.feat]
+  total = jnp.sum(w[None, :] * yhat * yhat) + jnp.sum(w[ev.feat] * (y * y - 2.0 * yhat_act * y))
+  loss = total / ev.batch
+  return loss / yhat.shape[1] if reduction == "mean" else loss
 
 
 def effective_matrix(params: dict, student: str) -> jax.Array:

@@ -138,3 +138,35 @@ def front(t: jax.Array, r: jax.Array, y: jax.Array, dynamics: str, s0) -> jax.Ar
   """Theory traveling-wave front: ``i*(t) = #{i : s_i(t) > y_i / 2}``, ``[T]``."""
   s = per_feature_curve(t, r, y, dynamics, s0)
   return jnp.sum(s > 0.5 * y[None, :], axis=1)
+
+
+def linear_full_mean_fraction(n: int, a: float, b: float, mode: str, lr: float, steps: np.ndarray,
+                              p_norm: str = "sum1", discrete: bool = True) -> np.ndarray:
+  """Expected learned fraction ``E[S_ii] / y_i`` of a ``linear_full`` student under SGD (S2 comparator).
+
+  The SGD step on the summed MSE, ``S <- S - 2 lr diag(w) (S - T) X^T X / B``, is
+  linear in ``S`` and the batch is independent of ``S``, so its mean obeys
+  exactly ``E[S_{n+1}] = E[S_n] - 2 lr diag(w) (E[S_n] - T) C`` with
+  ``C = E[x x^T] = diag(lambda - p^2) + p p^T``. From ``E[S_0] = 0``, row i is
+  ``y_i e_i^T (1 - (I - 2 lr w_i C)^n)``, so
+
+  ``E[S_ii(n)] / y_i = 1 - [(I - 2 lr w_i C)^n]_ii``        (``discrete=True``)
+  ``               = 1 - [exp(-2 lr w_i C n)]_ii``          (gradient flow).
+
+  The spec's S2 comparator ``1 - exp(-2 lambda_i lr n)`` drops the off-diagonal
+  ``p_i p_j`` of C (the inputs have nonzero means) and the Euler step. Host
+  float64 (NumPy eigendecomposition of the N x N matrix C). ``steps: [T]``;
+  returns ``[T, N]``.
+  """
+  i = np.arange(1, n + 1, dtype=np.float64)
+  p = i ** (-a)
+  p = p / p.sum() if p_norm == "sum1" else np.minimum(p, 1.0)
+  w = np.ones(n) if mode == "teacher_scale" else i ** (-b)
+  C = np.diag(sdata.VALUE_M2 * p - p ** 2) + np.outer(p, p)
+  ev, V = np.linalg.eigh(C)
+  steps = np.asarray(steps, np.float64)
+  if discrete:
+    decay = (1.0 - 2.0 * lr * w[None, :, None] * ev[None, None, :]) ** steps[:, None, None]   # [T, N(i), N(k)]
+  else:
+    decay = np.exp(-2.0 * lr * w[None, :, None] * ev[None, None, :] * steps[:, None, None])
+  return 1.0 - np.einsum("ik,tik->ti", V ** 2, decay)

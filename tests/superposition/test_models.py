@@ -19,8 +19,10 @@ from attnlab.superposition import train
 def test_sparse_sampler_moments(getkey):
   n, B = 16, 2 ** 16
   p = sdata.feature_probs(n, 1.2)
-  idx, val = jax.jit(sdata.sample_sparse, static_argnums=2)(getkey(), p, B)
-  x = np.asarray(sdata.densify(idx, val, n))
+  cap = sdata.event_capacity(B, sdata.total_rate(np.asarray(p)))
+  ev = jax.jit(sdata.sample_events, static_argnums=(2, 3))(getkey(), p, B, cap)
+  assert np.all(np.diff(np.asarray(ev.row)) >= 0)                              # sorted rows (segment sums)
+  x = np.asarray(sdata.densify(ev, n))
   freq = (x > 0).mean(0)
   se = np.sqrt(np.asarray(p) * (1 - np.asarray(p)) / B)
   assert np.all(np.abs(freq - np.asarray(p)) < 5 * se), (freq, p)
@@ -35,23 +37,27 @@ def test_sparse_and_dense_paths_agree(getkey):
   n, k, B = 12, 5, 64
   p = sdata.feature_probs(n, 1.1)
   imp = sdata.importance(n, 0.5)
-  idx, val = sdata.sample_sparse(getkey(), p, B, 8)
-  x = sdata.densify(idx, val, n)
-  for student in models.STUDENTS:
-    params = models.init_params(getkey(), student, n, k, 0.4, bias_init=-0.05)
+  ev = sdata.sample_events(getkey(), p, B, sdata.event_capacity(B, sdata.total_rate(np.asarray(p))))
+  assert int(jnp.sum(ev.val > 0)) > B // 2
+  x = sdata.densify(ev, n)
+  params = {st: models.init_params(kk, st, n, k, 0.4, bias_init=-0.05)
+            for st, kk in zip(models.STUDENTS, jax.random.split(getkey(), len(models.STUDENTS)))}
 
-    @jax.jit
-    def both(params):
-      out = [models.forward_sparse(params, idx, val, student), models.forward(params, x, student)]
-      for mode in sdata.IMPORTANCE_MODES:
-        for red in models.REDUCTIONS:
-          out += [models.batch_loss_sparse(params, idx, val, imp, student, mode, red),
-                  models.batch_loss(params, x, imp, student, mode, red)]
-      return out
+  @jax.jit
+  def pairs(params):
+    """(sparse, dense) pairs for every student: forward, the loss in both importance modes, the mean reduction."""
+    out = []
+    for student in models.STUDENTS:
+      P = params[student]
+      out += [(models.forward_sparse(P, ev, student), models.forward(P, x, student))]
+      out += [(models.batch_loss_sparse(P, ev, imp, student, mode, red), models.batch_loss(P, x, imp, student, mode, red))
+              for mode, red in (("teacher_scale", "sum"), ("loss_weight", "sum"), ("loss_weight", "mean"))]
+    return out
 
-    out = both(params)
-    for a, b in zip(out[::2], out[1::2]):
-      np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6, err_msg=student)
+  out = pairs(params)
+  assert len(out) == 4 * len(models.STUDENTS)
+  for j, (a, b) in enumerate(out):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6, err_msg=models.STUDENTS[j // 4])
 
 
 def test_G4_tied_gradient_matches_hand_derivation(getkey):
@@ -61,12 +67,17 @@ def test_G4_tied_gradient_matches_hand_derivation(getkey):
   imp = sdata.importance(n, 0.3)
   params = models.init_params(getkey(), "tied_relu", n, k, 0.5, bias_init=0.02)
   x = sdata.sample_inputs(getkey(), p, B)
-  g = jax.grad(models.batch_loss)(params, x, imp, "tied_relu", "teacher_scale")
-  W, c = params["W"], params["c"]
-  h = x @ W.T
-  z = h @ W + c[None, :]
-  dz = 2.0 * (jax.nn.relu(z) - x * imp[None, :]) * (z > 0) / B
-  gW = h.T @ dz + (dz @ W.T).T @ x
+
+  @jax.jit
+  def both(params):
+    g = jax.grad(models.batch_loss)(params, x, imp, "tied_relu", "teacher_scale")
+    W, c = params["W"], params["c"]
+    h = x @ W.T
+    z = h @ W + c[None, :]
+    dz = 2.0 * (jax.nn.relu(z) - x * imp[None, :]) * (z > 0) / B
+    return g, h.T @ dz + (dz @ W.T).T @ x, dz
+
+  g, gW, dz = both(params)
   np.testing.assert_allclose(g["W"], gW, rtol=1e-5, atol=1e-5 * float(jnp.max(jnp.abs(gW))))
   np.testing.assert_allclose(g["c"], dz.sum(0), rtol=1e-5, atol=1e-7)
 
@@ -90,7 +101,7 @@ def test_G5_no_n_by_n_in_training_step():
           walk(inner)
   walk(jaxpr.jaxpr)
   assert (n, n) not in shapes
-  assert max(int(np.prod(s)) for s in shapes) <= max(32 * n, k * n, 32 * 16 * k, 32 * 16 * 16)  # B.N, K.N, B.M.K, B.M.M
+  assert max(int(np.prod(s)) for s in shapes) <= max(32 * n, k * n, spec.train_events * k)  # B.N, K.N, E.K
 
 
 def test_population_loss_of_diagonal_student():

@@ -73,8 +73,8 @@ def test_T5_closed_form_loss_matches_monte_carlo(getkey):
   @jax.jit
   def mc(key):
     def one(kk):
-      idx, val = sdata.sample_sparse(kk, p, 2 ** 14)
-      return jnp.stack([models.batch_loss_sparse(params, idx, val, imp, "tied_linear", m)
+      ev = sdata.sample_events(kk, p, 2 ** 14, sdata.event_capacity(2 ** 14, sdata.total_rate(np.asarray(p))))
+      return jnp.stack([models.batch_loss_sparse(params, ev, imp, "tied_linear", m)
                         for m in sdata.IMPORTANCE_MODES])
     return jnp.mean(jax.lax.map(one, jax.random.split(key, 16)), axis=0)
 

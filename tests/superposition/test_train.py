@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from attnlab.superposition import data as sdata
 from attnlab.superposition import fit as fitlib
 from attnlab.superposition import theory as th
 from attnlab.superposition import train
@@ -56,22 +57,37 @@ def _ode(n, a, b, t, s0, dyn="logistic", factor=1.0):
     return np.asarray(th.loss_curve(jnp.asarray(t, jnp.float64), r, y, w, lam, s0, dyn)), np.asarray(r)
 
 
-# S1 at the spec's size: tied_relu_nobias, N = K = 128, B = 512, SGD lr 0.25, sigma0 = 1e-2, a = 1.2, b = 0.
-S1_SPEC = train.Spec(n=128, k=128, student="tied_relu_nobias", batch=512, eval_size=8192, eval_chunk=4096)
-S1 = (S1_SPEC, _key(_hp(lr=[0.25, 0.25])), 700, 25, (0, 1))
-# S3 + G3 (reduced): N = K = 32, B = 256, lr in {0.05, 0.1, 0.2}, the same seed.
-S3_SPEC = train.Spec(n=32, k=32, student="tied_relu_nobias", batch=256, eval_size=8192, eval_chunk=4096)
-S3_HP = _hp(lr=[0.05, 0.1, 0.2])
-S3 = (S3_SPEC, _key(S3_HP), 1500, 30, (0, 0, 0))
+def _rate_bound(n, freq_exps):
+  """The largest mean number of events per sample over the runs (sizes the sparse sampler's event list)."""
+  return max(sdata.total_rate(sdata.feature_probs_np(n, a)) for a in freq_exps)
 
 
-@pytest.mark.xfail(strict=True, reason="measured: L_sim/L_ODE rises from 1.00 to 1.12 over the last evaluations "
-                   "before L_ODE = 0.1 L_0 (steps ~450-510); spec threshold [0.90, 1.10], spec pilot 0.96-1.05")
+# One compiled program (N = K = 128, tied_relu_nobias, B = 512, the spec's S1 size) serves S1, S3, G3, S4 and S5:
+#   runs 0, 1: S1, SGD lr 0.25, sigma0 1e-2, a = 1.2, b = 0, seeds 0 and 1;
+#   runs 2-4:  S3, lr 0.05, 0.1, 0.2 with the same seed as run 0 (same batches, same evaluation set);
+#   runs 5, 6: S4/S5 (reduced E3), lr 0.1, sigma0 3e-3, (a, b) = (1.5, 0) and (2, 0).
+NS_SPEC = train.Spec(n=128, k=128, student="tied_relu_nobias", batch=512, eval_size=8192, eval_chunk=4096,
+                     rate_bound=_rate_bound(128, (1.2, 2.0)))
+NS_HP = _hp(lr=[0.25, 0.25, 0.05, 0.1, 0.2, 0.1, 0.1], freq_exp=[1.2] * 5 + [1.5, 2.0],
+            sigma0=[1e-2] * 5 + [3e-3] * 2)
+NS_STEPS, NS_POINTS = 1500, 40
+NS = (NS_SPEC, _key(NS_HP), NS_STEPS, NS_POINTS, (0, 1, 0, 0, 0, 0, 0))
+S3_RUNS, S3_LRS = (2, 3, 4), (0.05, 0.1, 0.2)
+
+
+@pytest.mark.xfail(strict=True, reason="measured: L_sim/L_ODE = 1.004-1.073 (seed 0) and 0.992-1.147 (seed 1) over "
+                   "steps 1-487; seed 1 rises from 1.03 at step 109 to 1.15 at step 487 (slow rare-feature tail); "
+                   "spec threshold [0.90, 1.10], spec pilot 0.96-1.05")
 def test_S1_tied_relu_nobias_follows_logistic_ode():
-  log, out = _run(*S1)
+  """L_sim / L_ODE(logistic, rate 8 lr lambda_i a_i, s0 = K sigma0^2) in [0.90, 1.10] while L_ODE >= 0.1 L_0.
+
+  The early bump (1.04-1.07 at step 5) is the Euler step of feature 1 (the exact
+  discrete per-feature map gives 1.047 there and <= 1.003 after step 30), so the
+  discrete map is not the comparator that fixes the late excess."""
+  log, out = _run(*NS)
   t = 0.25 * log
   Lode, _ = _ode(128, 1.2, 0.0, t, 128 * 1e-2 ** 2)
-  for j in range(2):
+  for j in (0, 1):
     L0 = out["loss0"][j]
     np.testing.assert_allclose(L0, 4 / 3, rtol=0.05)   # L_0 = sum_i lambda_i a_i^2 = 4/3 for b = 0
     L = out["loss"][j, log - 1]
@@ -82,9 +98,9 @@ def test_S1_tied_relu_nobias_follows_logistic_ode():
 
 
 def test_S3_time_unit_collapse():
-  log, out = _run(*S3)
-  curves = [(lr * log, out["loss"][j, log - 1]) for j, lr in enumerate([0.05, 0.1, 0.2])]
-  L0 = out["loss0"][0]
+  log, out = _run(*NS)
+  curves = [(lr * log, out["loss"][j, log - 1]) for j, lr in zip(S3_RUNS, S3_LRS)]
+  L0 = out["loss0"][S3_RUNS[0]]
   lo, hi = max(c[0][0] for c in curves), min(c[0][-1] for c in curves)
   grid = np.geomspace(lo, hi, 40)
   Ls = np.stack([np.exp(np.interp(np.log(grid), np.log(t), np.log(L))) for t, L in curves])
@@ -95,49 +111,67 @@ def test_S3_time_unit_collapse():
 
 
 def test_G3_determinism_and_vmap_equivalence():
-  log, out = _run(*S3)
-  mask, _ = _log_mask(1500, 30)
-  hp = {k: v[2] for k, v in S3_HP.items()}
-  single = jax.jit(lambda k: train.simulate(k, hp, S3_SPEC, mask[:100])[1]["loss"])
+  log, out = _run(*NS)
+  mask, _ = _log_mask(NS_STEPS, NS_POINTS)
+  j = S3_RUNS[-1]
+  hp = {k: v[j] for k, v in NS_HP.items()}
+  single = jax.jit(lambda k: train.simulate(k, hp, NS_SPEC, mask[:60])[1]["loss"])
   a = np.asarray(single(jax.random.PRNGKey(0)))
   b = np.asarray(single(jax.random.PRNGKey(0)))
   assert np.array_equal(a, b)                                          # bit-identical reruns
-  np.testing.assert_allclose(a, out["loss"][2, :100], rtol=2e-5, atol=1e-7)  # alone == inside the vmap
+  assert np.count_nonzero(a) >= 10
+  np.testing.assert_allclose(a, out["loss"][j, :60], rtol=2e-5, atol=1e-7)  # alone == inside the vmap
 
 
-@pytest.mark.xfail(strict=True, reason="measured: max |s/pred - 1| = 7.2% (step 23, feature 6, s ~ 0.11 a_6), "
-                   "SGD-noise limited near the lower cut; <= 3% once s >= 0.2 a_i; spec threshold 5%")
+S2_SEEDS = (0, 1, 2, 3)
+
+
+def _s2_run():
+  spec = train.Spec(n=32, k=32, student="linear_full", batch=2048, rate_bound=_rate_bound(32, (1.2,)))
+  hp = _hp(lr=[0.05] * len(S2_SEEDS), sigma0=[1e-4] * len(S2_SEEDS))
+  log, out = _run(spec, _key(hp), 2000, 40, S2_SEEDS)
+  s = out["s"][:, log - 1, :20]                                        # [seeds, T, 20]; a_i = 1 (b = 0)
+  with jax.enable_x64(True):
+    lam = np.asarray(th.feature_constants(32, 1.2, 0.0, "teacher_scale")[0])[:20]
+  pred = 1 - np.exp(-2 * lam[None, :] * 0.05 * log[:, None])          # the spec's comparator
+  exact = th.linear_full_mean_fraction(32, 1.2, 0.0, "teacher_scale", 0.05, log)[:, :20]
+  sel = (pred >= 0.1) & (pred < 0.9)
+  assert sel[:, 19].sum() >= 5
+  return s, pred, exact, sel
+
+
+@pytest.mark.xfail(strict=True, reason="measured (4 seeds, N = 32, B = 2048, lr 0.05): per-seed max |s/pred - 1| "
+                   "= 5.4-6.4% (6.2, 6.2, 6.4, 5.4%; SGD sampling noise; the 4-seed mean is within 3.8%); "
+                   "spec threshold 5%")
 def test_S2_linear_full_diagonal():
   """diag S follows a_i (1 - exp(-2 lr lambda_i step)) within 5% while 0.1 a_i <= s_i < 0.9 a_i, i <= 20.
 
   lr = 0.05 keeps the Euler step small (2 lr lambda_1 = 0.04; at lr = 0.25 the first
   step alone overshoots the exponential by 13%). The lower cut (ours) excludes the
   first steps, where a rare feature has been seen only a few times and the SGD
-  sampling noise alone exceeds 5%."""
-  spec = train.Spec(n=32, k=32, student="linear_full", batch=2048)
-  hp = _hp(lr=[0.05], sigma0=[1e-4])
-  log, out = _run(spec, _key(hp), 2000, 40, (0,))
-  s = out["s"][0, log - 1, :20]
-  t = 0.05 * log
-  with jax.enable_x64(True):
-    lam = np.asarray(th.feature_constants(32, 1.2, 0.0, "teacher_scale")[0])[:20]
-  pred = 1 - np.exp(-2 * lam[None, :] * t[:, None])
-  sel = (pred >= 0.1) & (pred < 0.9)
-  assert sel[:, 19].sum() >= 5
-  rel = np.abs(s[sel] / pred[sel] - 1)
+  sampling noise alone exceeds 5%. Every seed is checked."""
+  s, pred, _, sel = _s2_run()
+  rel = np.abs(s[:, sel] / pred[sel] - 1)
+  assert rel.max() <= 0.05, rel.max()
+
+
+def test_S2_seed_mean_follows_exact_mean_map():
+  """The SGD map of linear_full is linear in S, so E[S_n] follows the discrete map with the full C
+  exactly (theory.linear_full_mean_fraction); the 4-seed mean stays within 5% of it, and the map
+  itself is within 2.5% of the spec's comparator on the same selection (modelling difference)."""
+  s, pred, exact, sel = _s2_run()
+  assert np.abs(exact[sel] / pred[sel] - 1).max() <= 0.025
+  rel = np.abs(s.mean(0)[sel] / exact[sel] - 1)
   assert rel.max() <= 0.05, rel.max()
 
 
 def test_S4_S5_exponent_and_front_match_ode():
   """Reduced E3 (N = K = 128): gamma_sim vs the finite-N ODE in the simulation's own window,
   and the traveling-wave front slope 1/(a+b) at a = 1.5, b = 0."""
-  n, steps = 128, 1500
-  spec = train.Spec(n=n, k=n, student="tied_relu_nobias", batch=512, eval_size=8192, eval_chunk=4096)
-  cells = [(1.5, 0.0), (2.0, 0.0)]
-  hp = _hp(freq_exp=[a for a, _ in cells], imp_exp=[b for _, b in cells], lr=[0.1] * 2, sigma0=[3e-3] * 2)
-  log, out = _run(spec, _key(hp), steps, 40, (0, 0))
+  n = 128
+  log, out = _run(*NS)
   t = 0.1 * log
-  for j, (a, b) in enumerate(cells):
+  for j, (a, b) in ((5, (1.5, 0.0)), (6, (2.0, 0.0))):
     L = out["loss"][j, log - 1]
     f = fitlib.fit_gamma(t, L, out["loss0"][j], steps=log)
     assert f["fit_window"] is not None, (a, b, f)
