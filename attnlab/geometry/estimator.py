@@ -10,11 +10,11 @@ Procedure (spec §5.3; every choice is an argument with the spec's default):
    finite differences), in one of two modes (:data:`JACOBIAN_MODES`, the
    config field ``jacobian_mode``):
 
-   * ``"rev"`` (default): per input, reverse mode, vmapped over the N inputs:
+   * ``"rev"`` (default; the spec says ``jacfwd``): per input, reverse mode, vmapped over the N inputs:
      ``J = vmap_n(jax.jacrev(f_n))(theta)`` with ``f_n = phi_theta(X^(n)).ravel()``.
      Each input has only ``d_l t`` outputs (30 in Figure 3) against ``P``
      parameters (up to 280), so this takes ``N d_l t`` reverse sweeps of one
-     input instead of ``P`` forward sweeps of all N inputs: measured 8-15x
+     input instead of ``P`` forward sweeps of all N inputs: measured 7-11x
      faster than ``"fwd"`` at delta = 10 (``scripts/bench_geometry.py``).
    * ``"fwd"``: the spec's literal ``J = jax.jacfwd(f)(theta)``.
 

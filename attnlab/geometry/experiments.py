@@ -31,7 +31,7 @@ choices with the spec's defaults unless noted): ``kind``, ``t``, ``n_inputs``
 ``row_normalize`` (True), ``min_gap`` (1e6), ``formula_gate`` (True),
 ``formula_effective_widths`` (False), ``x64`` (True), ``jacobian_mode``
 ("rev": per-input reverse mode vmapped over the inputs; "fwd": the spec's
-literal ``jax.jacfwd``; same J, "rev" is 8-15x faster, see
+literal ``jax.jacfwd``; same J, "rev" is 7-11x faster, see
 :mod:`attnlab.geometry.estimator`), ``blas_threads`` (1: OpenBLAS threads for
 the QR/SVD, set for the process by the factory, see
 :func:`attnlab.geometry.estimator.set_blas_threads`; 0: leave it alone).
