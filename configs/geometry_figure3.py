@@ -11,8 +11,8 @@ Command:
 Runtime: about 30 s on 2 idle CPU cores, compilation included (8 compiled
 programs, one per delta, each vmapped over the seeds; the run itself is
 under 1 s). Measured with a cold compilation cache
-(``--compilation_cache_dir=``): 28.5 s of CPU time, 71 s of wall time on the
-shared 2-core machine at load average 7.5 from other jobs. With the CLI's
+(``--compilation_cache_dir=``): 28.5-35.4 s of CPU time, 71-86 s of wall
+time on the shared 2-core machine at load average 7.5 from other jobs. With the CLI's
 default persistent cache warm: 7.5 s CPU, 20 s wall. ``:smoke`` runs
 delta = 3, 4 only.
 
