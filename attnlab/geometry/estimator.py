@@ -52,7 +52,6 @@ import dataclasses
 import functools
 import math
 import warnings
-from typing import Any
 
 import chex
 import jax

@@ -38,7 +38,6 @@ the QR/SVD, set for the process by the factory, see
 """
 from __future__ import annotations
 
-import functools
 import json
 import math
 

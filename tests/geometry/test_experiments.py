@@ -8,7 +8,6 @@ import pytest
 from attnlab.engine import grid as grid_lib
 from attnlab.engine import runner
 from attnlab.engine.experiment import ConfigError
-from attnlab.geometry import experiments as gx
 
 
 def _load(repo_root, name, arg=None):
