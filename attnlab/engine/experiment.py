@@ -80,6 +80,9 @@ class Iterative:
       config's ``log_spacing == "log"``).
     x64: run the group under ``jax.enable_x64(True)`` (also on when the
       config's ``x64`` field is True).
+    compiler_options: optional XLA options for the group's compiled programs,
+      passed to ``jax.jit(..., compiler_options=...)``, e.g.
+      ``{"xla_backend_optimization_level": 0}`` when compile time dominates.
   """
 
   init: Callable[..., PyTree]
@@ -92,6 +95,7 @@ class Iterative:
   plot_metrics: Sequence[str] = ("loss",)
   log_x: Optional[bool] = None
   x64: bool = False
+  compiler_options: Optional[Mapping[str, Any]] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,7 +112,8 @@ class OneShot:
       kernels jitted.
     x64: run the group with ``jax.enable_x64(True)`` (rank decisions,
       exact-recovery checks, convergence orders).
-    make_data, hparams, summarize, figures: as in :class:`Iterative`.
+    make_data, hparams, summarize, figures, compiler_options: as in
+      :class:`Iterative`.
   """
 
   compute: Callable[..., Metrics]
@@ -118,3 +123,4 @@ class OneShot:
   hparams: Sequence[str] = ()
   summarize: Optional[Callable[..., dict]] = None
   figures: Optional[Callable[..., list]] = None
+  compiler_options: Optional[Mapping[str, Any]] = None

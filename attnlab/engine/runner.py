@@ -88,7 +88,7 @@ def _sharding():
   return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("runs"))
 
 
-def _vmapped(fn, in_axes, lanes: int):
+def _vmapped(fn, in_axes, lanes: int, compiler_options=None):
   """``jit`` of ``fn`` mapped over the leading run axis, bit-stable.
 
   XLA's CPU code for a vmapped function depends on the batch size (a run's
@@ -98,6 +98,7 @@ def _vmapped(fn, in_axes, lanes: int):
   devices, each device does this for its share through ``shard_map``. Run i's
   results then do not depend on the grid, the batch or the device count.
   The leading axis must be a multiple of ``lanes`` x the device count.
+  ``compiler_options`` go to ``jax.jit`` (see ``Iterative.compiler_options``).
   """
   v = jax.vmap(fn, in_axes=in_axes)
 
@@ -115,7 +116,7 @@ def _vmapped(fn, in_axes, lanes: int):
     out = jax.lax.map(one, split)
     return jax.tree.map(lambda x: x.reshape((n * lanes,) + x.shape[2:]), out)
 
-  jitted = jax.jit(per_device)
+  jitted = jax.jit(per_device, compiler_options=dict(compiler_options) if compiler_options else None)
   sharding = _sharding()
   if sharding is None:
     return jitted
@@ -229,7 +230,8 @@ def _make_data_program(exp, lanes: int):
   """The vmapped ``make_data`` on the DATA stream of each run key, or None."""
   if exp.make_data is None:
     return None
-  return _vmapped(lambda k, hp: exp.make_data(prng.stream(k, prng.DATA), hp), (0, 0), lanes)
+  return _vmapped(lambda k, hp: exp.make_data(prng.stream(k, prng.DATA), hp), (0, 0), lanes,
+                  exp.compiler_options)
 
 
 def _programs_iterative(exp: Iterative, key: tuple, lanes: int):
@@ -270,8 +272,9 @@ def _programs_iterative(exp: Iterative, key: tuple, lanes: int):
   data_axis = 0 if has_data else None
   progs = dict(
       make_data=_make_data_program(exp, lanes),
-      init=_vmapped(init, (0, 0, data_axis), lanes),
-      chunk=_vmapped(_guard(chunk, "chunk"), (0, 0, data_axis, None, None, None), lanes),
+      init=_vmapped(init, (0, 0, data_axis), lanes, exp.compiler_options),
+      chunk=_vmapped(_guard(chunk, "chunk"), (0, 0, data_axis, None, None, None), lanes,
+                     exp.compiler_options),
   )
   _PROGRAMS[key] = progs
   return progs
@@ -288,7 +291,8 @@ def _programs_oneshot(exp: OneShot, key: tuple, lanes: int):
 
   progs = dict(
       make_data=_make_data_program(exp, lanes),
-      compute=_vmapped(_guard(compute, "compute"), (0, 0, 0 if has_data else None), lanes),
+      compute=_vmapped(_guard(compute, "compute"), (0, 0, 0 if has_data else None), lanes,
+                       exp.compiler_options),
   )
   _PROGRAMS[key] = progs
   return progs

@@ -232,7 +232,7 @@ def estimate_from_data(data: dict[str, jax.Array], arch: gm.Arch, temperature=1.
 # LLVM optimisation level 0 halves the compile time of the host-API program
 # (about 4 s -> 2 s of CPU per architecture) at some cost in run time (the
 # Jacobian about 2x slower; the LAPACK QR/SVD calls are not touched). The
-# engine experiments compile estimate_run with the engine's default options.
+# engine experiments pass it as ``OneShot.compiler_options``.
 COMPILER_OPTIONS = {"xla_backend_optimization_level": 0}
 
 

@@ -158,7 +158,7 @@ def _estimator_experiment(cfg, summarize, figures) -> OneShot:
     return ge.estimate_run(key, hp["init_std"], hp["temperature"], hp["min_gap"], **static)
 
   return OneShot(compute=compute, jit=True, x64=cfg.x64, hparams=ESTIMATOR_HPARAMS, summarize=summarize,
-                 figures=figures)
+                 figures=figures, compiler_options=ge.COMPILER_OPTIONS)
 
 
 def _row(cfg, runs: list[dict]) -> dict:
@@ -356,7 +356,7 @@ def critical_points(cfg) -> OneShot:
     return [plotting.savefig(fig, outdir / "critical_points.png")]
 
   return OneShot(compute=compute, jit=True, x64=cfg.x64, hparams=("point",) + ESTIMATOR_HPARAMS,
-                 summarize=summarize, figures=figures)
+                 summarize=summarize, figures=figures, compiler_options=ge.COMPILER_OPTIONS)
 
 
 # ----------------------------------------------------------------------------
@@ -493,4 +493,5 @@ def symmetries(cfg) -> OneShot:
     return [plotting.savefig(fig, outdir / "symmetries.png")]
 
   return OneShot(compute=compute, jit=True, x64=cfg.x64,
-                 hparams=("init_std", "scale_c", "temperature", "min_gap"), summarize=summarize, figures=figures)
+                 hparams=("init_std", "scale_c", "temperature", "min_gap"), summarize=summarize, figures=figures,
+                 compiler_options=ge.COMPILER_OPTIONS)
