@@ -164,7 +164,7 @@ def main():
                  f"{statistics.median(w) / statistics.median(w8):.2f}x (F18: <= 1.5x)")
       rows.append((f"compile {label}, L={Lc}", f"{statistics.median(w):.3f} s", note))
     rows.append((f"optimized HLO {label}, L={COMPILE_LS[0]} vs L={COMPILE_LS[-1]}",
-                 f"{c['hlo_lines'][0]} lines", f"{c['hlo_diff']} lines differ (trip count, h constants)"))
+                 f"{c['hlo_lines'][0]} lines", f"{c['hlo_diff']} lines differ (trip count, h constants, renumbered names)"))
 
   single = jax.jit(rk4_program(L))
   single(u0, theta).block_until_ready()
