@@ -113,7 +113,9 @@ def make_population(cfg) -> Iterative:
   def optimizer(hp, data):
     smax = data["smax"]
     if method.opt == "gd":
-      return optax.chain(opt_lib.precondition(gd_precond, data["Sigma"]), optax.sgd(hp["gd_eta"] / smax))
+      return optax.chain(opt_lib.precondition(gd_precond, data["Sigma"], Sigma_half=data["Sigma_half"],
+                                              Sigma_half_inv=data["Sigma_half_inv"]),
+                         optax.sgd(hp["gd_eta"] / smax))
     if method.opt == "adam":
       return optax.adam(hp["adam_lr"])
     if method.damped == "delta":
@@ -124,7 +126,8 @@ def make_population(cfg) -> Iterative:
       delta = 0.0
     eta = hp["eta"] if method.init == "spectral" else hp["scaledgd_eta"]
     return opt_lib.sa_precgd(eta, data["Sigma"], data["Sigma_half"], precond=method.precond, delta=delta,
-                             reg=reg_kind, lam=hp["lam"], renorm=renorm_kind, beta=hp["beta"])
+                             reg=reg_kind, lam=hp["lam"], renorm=renorm_kind, beta=hp["beta"],
+                             Sigma_half_inv=data["Sigma_half_inv"])
 
   def loss_fn(params, data):
     return model.population_loss(params, data["Sigma"], data["Sigma_half"], data["M"])

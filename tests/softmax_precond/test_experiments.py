@@ -140,6 +140,15 @@ def test_population_bad_input(over, field):
   assert e.value.field == field
 
 
+def test_population_k_greater_than_d_is_not_singular():
+  """The ScaledGD Gram matrices are A^T A (d x d, rank <= min(k, d)) and
+  B^T S B (d x d): k > d with delta = 0 leaves both full rank (a rank-d
+  target), so the factory accepts it; only k < d is rejected (above)."""
+  cfg = _config("softmax_population", d=4, k=6, delta=0.0)
+  exp = population.make_population(cfg)
+  assert exp.hparams
+
+
 @pytest.mark.parametrize("over,field", [
     (dict(beta=-1.0), "beta"),
     (dict(M_kappa=0.5), "M_kappa"),

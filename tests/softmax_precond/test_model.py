@@ -169,10 +169,13 @@ def test_ac4_factorization_equivalence_and_step(getkey):
       refs = {"scaledgd": (U - eta * jnp.linalg.solve(V.T @ V, gU.T).T, V - eta * jnp.linalg.solve(U.T @ U, gV.T).T),
               "whiten": (U - eta * gU, V - eta * gV)}
       for kind, (U1, V1) in refs.items():
-        tx = opt_lib.sa_precgd(eta, Sigma, Sh, precond=kind, delta=0.0, reg="none", renorm="none")
-        new = optax.apply_updates(params, tx.update(g, tx.init(params), params)[0])
         ref = model.from_whitened(U1, V1, Shi)
-        out[kind + "_A"], out[kind + "_B"] = _rel(new["A"], ref["A"]), _rel(new["B"], ref["B"])
+        # both evaluations of the preconditioner: Cholesky solves with S, and
+        # the whitened form with S^{-1/2} (what E2 uses)
+        for tag, extra in (("", {}), ("_whitened_form", {"Sigma_half_inv": Shi})):
+          tx = opt_lib.sa_precgd(eta, Sigma, Sh, precond=kind, delta=0.0, reg="none", renorm="none", **extra)
+          new = optax.apply_updates(params, tx.update(g, tx.init(params), params)[0])
+          out[kind + tag + "_A"], out[kind + tag + "_B"] = _rel(new["A"], ref["A"]), _rel(new["B"], ref["B"])
       return out
 
     for name, err in check(Sigma, Sh, Shi, M, G).items():
@@ -238,9 +241,12 @@ def test_singular_preconditioner_gives_nan_not_garbage(getkey):
       U0, V0 = opt_lib.spectral_factors(M @ Sh, d)  # rank-3 factors, padded with zeros
       p = model.from_whitened(U0, V0, Shi)
       g = jax.grad(model.population_loss)(p, Sigma, Sh, M)
-      tx = opt_lib.sa_precgd(0.5, Sigma, Sh, delta=delta, reg="none", renorm="none")
-      upd, _ = tx.update(g, tx.init(p), p)
-      return jnp.all(jnp.isfinite(upd["B"]))
+      ok = []
+      for extra in ({}, {"Sigma_half_inv": Shi}):  # Cholesky and whitened-form evaluations
+        tx = opt_lib.sa_precgd(0.5, Sigma, Sh, delta=delta, reg="none", renorm="none", **extra)
+        upd, _ = tx.update(g, tx.init(p), p)
+        ok.append(jnp.all(jnp.isfinite(upd["B"])))
+      return jnp.stack(ok)
 
-    assert not bool(finite_update(0.0))
-    assert bool(finite_update(1e-3))
+    assert not np.any(np.asarray(finite_update(0.0)))
+    assert np.all(np.asarray(finite_update(1e-3)))
