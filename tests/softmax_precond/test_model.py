@@ -70,7 +70,7 @@ def test_ac1_infinite_token_limit_and_orientation(getkey):
         X = model.mm(Sh, jax.random.normal(kk, (d, N)))
         f = model.forward(params, x[:, None], X)[:, 0]
         return jnp.sum((f - target) ** 2), jnp.sum((f - wrong) ** 2)
-      e, e_wrong = jax.lax.map(err, jax.random.split(key, draws))
+      e, e_wrong = jax.lax.map(err, jax.random.split(key, draws), batch_size=50)
       return jnp.mean(e), jnp.mean(e_wrong)
 
     mse, mse_wrong = (float(v) for v in jax.jit(run, static_argnums=1)(getkey(), N))
