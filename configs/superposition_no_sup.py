@@ -51,7 +51,7 @@ def get_config(arg=None):
     eng.update(seeds=1, steps=2000)
   if a["s2"]:
     f.update(student="linear_full", freq_exp=(1.2,), imp_exp=(0.0,), sigma0=1e-4, lr=0.05, batch=2048)
-    eng.update(steps=3000)
+    eng.update(steps=3000, seeds=4)
   if a["smoke"]:
     f.update(n_features=32, freq_exp=(1.2,), imp_exp=(0.0,), batch=128, eval_size=1024, eval_chunk=1024,
              n_probes=6)

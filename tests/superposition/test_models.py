@@ -35,26 +35,28 @@ def test_sparse_sampler_moments(getkey):
 
 def test_sparse_and_dense_paths_agree(getkey):
   n, k, B = 12, 5, 64
-  p = sdata.feature_probs(n, 1.1)
-  imp = sdata.importance(n, 0.5)
-  ev = sdata.sample_events(getkey(), p, B, sdata.event_capacity(B, sdata.total_rate(np.asarray(p))))
-  assert int(jnp.sum(ev.val > 0)) > B // 2
-  x = sdata.densify(ev, n)
-  params = {st: models.init_params(kk, st, n, k, 0.4, bias_init=-0.05)
-            for st, kk in zip(models.STUDENTS, jax.random.split(getkey(), len(models.STUDENTS)))}
+  cap = sdata.event_capacity(B, sdata.total_rate(sdata.feature_probs_np(n, 1.1)))
 
   @jax.jit
-  def pairs(params):
-    """(sparse, dense) pairs for every student: forward, the loss in both importance modes, the mean reduction."""
-    out = []
-    for student in models.STUDENTS:
-      P = params[student]
+  def pairs(key):
+    """(sparse, dense) pairs for every student: forward, the loss in both importance modes, the mean reduction.
+    One compiled program (sampling and init included: eager random draws compile one program per call)."""
+    p = sdata.feature_probs(n, 1.1)
+    imp = sdata.importance(n, 0.5)
+    k_ev, k_init = jax.random.split(key)
+    ev = sdata.sample_events(k_ev, p, B, cap)
+    x = sdata.densify(ev, n)
+    out = [(jnp.sum(ev.val > 0).astype(jnp.float32), jnp.asarray(B / 2, jnp.float32))]
+    for student, kk in zip(models.STUDENTS, jax.random.split(k_init, len(models.STUDENTS))):
+      P = models.init_params(kk, student, n, k, 0.4, bias_init=-0.05)
       out += [(models.forward_sparse(P, ev, student), models.forward(P, x, student))]
       out += [(models.batch_loss_sparse(P, ev, imp, student, mode, red), models.batch_loss(P, x, imp, student, mode, red))
               for mode, red in (("teacher_scale", "sum"), ("loss_weight", "sum"), ("loss_weight", "mean"))]
     return out
 
-  out = pairs(params)
+  out = pairs(getkey())
+  assert float(out[0][0]) > float(out[0][1])                       # more than B/2 active entries
+  out = out[1:]
   assert len(out) == 4 * len(models.STUDENTS)
   for j, (a, b) in enumerate(out):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6, err_msg=models.STUDENTS[j // 4])

@@ -62,29 +62,33 @@ def _rate_bound(n, freq_exps):
   return max(sdata.total_rate(sdata.feature_probs_np(n, a)) for a in freq_exps)
 
 
-# One compiled program (N = K = 128, tied_relu_nobias, B = 512, the spec's S1 size) serves S1, S3, G3, S4 and S5:
-#   runs 0, 1: S1, SGD lr 0.25, sigma0 1e-2, a = 1.2, b = 0, seeds 0 and 1;
-#   runs 2-4:  S3, lr 0.05, 0.1, 0.2 with the same seed as run 0 (same batches, same evaluation set);
-#   runs 5, 6: S4/S5 (reduced E3), lr 0.1, sigma0 3e-3, (a, b) = (1.5, 0) and (2, 0).
-NS_SPEC = train.Spec(n=128, k=128, student="tied_relu_nobias", batch=512, eval_size=8192, eval_chunk=4096,
+# S1 at the spec's size: N = K = 128, tied_relu_nobias, B = 512, SGD lr 0.25, sigma0 1e-2, a = 1.2, b = 0, seeds
+# 0 and 1; L_ODE >= 0.1 L_0 ends at step ~490.
+S1_SPEC = train.Spec(n=128, k=128, student="tied_relu_nobias", batch=512, eval_size=8192, eval_chunk=4096,
+                     rate_bound=_rate_bound(128, (1.2,)))
+S1 = (S1_SPEC, _key(_hp(lr=[0.25, 0.25])), 520, 30, (0, 1))
+# One compiled program (N = K = 128, tied_relu_nobias, B = 256) serves S3, G3, S4 and S5:
+#   runs 0-2: S3, lr 0.05, 0.1, 0.2, sigma0 1e-2, a = 1.2, the same seed (same batches, same evaluation set);
+#   runs 3, 4: S4/S5 (reduced E3), lr 0.1, sigma0 3e-3, (a, b) = (1.5, 0) and (2, 0).
+NS_SPEC = train.Spec(n=128, k=128, student="tied_relu_nobias", batch=256, eval_size=8192, eval_chunk=4096,
                      rate_bound=_rate_bound(128, (1.2, 2.0)))
-NS_HP = _hp(lr=[0.25, 0.25, 0.05, 0.1, 0.2, 0.1, 0.1], freq_exp=[1.2] * 5 + [1.5, 2.0],
-            sigma0=[1e-2] * 5 + [3e-3] * 2)
+NS_HP = _hp(lr=[0.05, 0.1, 0.2, 0.1, 0.1], freq_exp=[1.2] * 3 + [1.5, 2.0], sigma0=[1e-2] * 3 + [3e-3] * 2)
 NS_STEPS, NS_POINTS = 1500, 40
-NS = (NS_SPEC, _key(NS_HP), NS_STEPS, NS_POINTS, (0, 1, 0, 0, 0, 0, 0))
-S3_RUNS, S3_LRS = (2, 3, 4), (0.05, 0.1, 0.2)
+NS = (NS_SPEC, _key(NS_HP), NS_STEPS, NS_POINTS, (0, 0, 0, 0, 0))
+S3_RUNS, S3_LRS = (0, 1, 2), (0.05, 0.1, 0.2)
+S4_RUNS = ((3, (1.5, 0.0)), (4, (2.0, 0.0)))
 
 
-@pytest.mark.xfail(strict=True, reason="measured: L_sim/L_ODE = 1.004-1.073 (seed 0) and 0.992-1.147 (seed 1) over "
-                   "steps 1-487; seed 1 rises from 1.03 at step 109 to 1.15 at step 487 (slow rare-feature tail); "
-                   "spec threshold [0.90, 1.10], spec pilot 0.96-1.05")
+@pytest.mark.xfail(strict=True, reason="measured: L_sim/L_ODE = 1.003-1.091 (seed 0) and 1.009-1.127 (seed 1) over "
+                   "steps 1-520, rising from ~1.02 at step 60 to 1.07-1.13 at steps 340-520 (slow rare-feature "
+                   "tail); spec threshold [0.90, 1.10], spec pilot 0.96-1.05")
 def test_S1_tied_relu_nobias_follows_logistic_ode():
   """L_sim / L_ODE(logistic, rate 8 lr lambda_i a_i, s0 = K sigma0^2) in [0.90, 1.10] while L_ODE >= 0.1 L_0.
 
   The early bump (1.04-1.07 at step 5) is the Euler step of feature 1 (the exact
   discrete per-feature map gives 1.047 there and <= 1.003 after step 30), so the
   discrete map is not the comparator that fixes the late excess."""
-  log, out = _run(*NS)
+  log, out = _run(*S1)
   t = 0.25 * log
   Lode, _ = _ode(128, 1.2, 0.0, t, 128 * 1e-2 ** 2)
   for j in (0, 1):
@@ -171,7 +175,7 @@ def test_S4_S5_exponent_and_front_match_ode():
   n = 128
   log, out = _run(*NS)
   t = 0.1 * log
-  for j, (a, b) in ((5, (1.5, 0.0)), (6, (2.0, 0.0))):
+  for j, (a, b) in S4_RUNS:
     L = out["loss"][j, log - 1]
     f = fitlib.fit_gamma(t, L, out["loss0"][j], steps=log)
     assert f["fit_window"] is not None, (a, b, f)
