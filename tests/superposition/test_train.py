@@ -70,7 +70,7 @@ S1 = (S1_SPEC, _key(_hp(lr=[0.25, 0.25])), 520, 30, (0, 1))
 # One compiled program (N = K = 128, tied_relu_nobias, B = 256) serves S3, G3, S4 and S5:
 #   runs 0-2: S3, lr 0.05, 0.1, 0.2, sigma0 1e-2, a = 1.2, the same seed (same batches, same evaluation set);
 #   runs 3, 4: S4/S5 (reduced E3), lr 0.1, sigma0 3e-3, (a, b) = (1.5, 0) and (2, 0).
-NS_SPEC = train.Spec(n=128, k=128, student="tied_relu_nobias", batch=256, eval_size=8192, eval_chunk=4096,
+NS_SPEC = train.Spec(n=128, k=128, student="tied_relu_nobias", batch=256, eval_size=4096, eval_chunk=4096,
                      rate_bound=_rate_bound(128, (1.2, 2.0)))
 NS_HP = _hp(lr=[0.05, 0.1, 0.2, 0.1, 0.1], freq_exp=[1.2] * 3 + [1.5, 2.0], sigma0=[1e-2] * 3 + [3e-3] * 2)
 NS_STEPS, NS_POINTS = 1500, 40
@@ -133,7 +133,7 @@ S2_SEEDS = (0, 1, 2, 3)
 def _s2_run():
   spec = train.Spec(n=32, k=32, student="linear_full", batch=2048, rate_bound=_rate_bound(32, (1.2,)))
   hp = _hp(lr=[0.05] * len(S2_SEEDS), sigma0=[1e-4] * len(S2_SEEDS))
-  log, out = _run(spec, _key(hp), 2000, 40, S2_SEEDS)
+  log, out = _run(spec, _key(hp), 1500, 40, S2_SEEDS)
   s = out["s"][:, log - 1, :20]                                        # [seeds, T, 20]; a_i = 1 (b = 0)
   with jax.enable_x64(True):
     lam = np.asarray(th.feature_constants(32, 1.2, 0.0, "teacher_scale")[0])[:20]
@@ -145,7 +145,7 @@ def _s2_run():
 
 
 @pytest.mark.xfail(strict=True, reason="measured (4 seeds, N = 32, B = 2048, lr 0.05): per-seed max |s/pred - 1| "
-                   "= 5.4-6.4% (6.2, 6.2, 6.4, 5.4%; SGD sampling noise; the 4-seed mean is within 3.8%); "
+                   "= 5.4-7.4% (6.2, 7.4, 6.2, 5.4%; SGD sampling noise; the 4-seed mean is within 3.8%); "
                    "spec threshold 5%")
 def test_S2_linear_full_diagonal():
   """diag S follows a_i (1 - exp(-2 lr lambda_i step)) within 5% while 0.1 a_i <= s_i < 0.9 a_i, i <= 20.
