@@ -8,13 +8,11 @@ rank, "Expected" is Eq. 16 = delta^2 + 8 delta - 8.
 Command:
   python -m attnlab.run --config=configs/geometry_figure3.py --workdir=/tmp/geo_fig3
 
-Runtime: about 30 s on 2 idle CPU cores, compilation included (8 compiled
-programs, one per delta, each vmapped over the seeds; the run itself is
-under 1 s). Measured with a cold compilation cache
-(``--compilation_cache_dir=``): 28.5-35.4 s of CPU time, 71-86 s of wall
-time on the shared 2-core machine at load average 7.5 from other jobs. With the CLI's
-default persistent cache warm: 7.5 s CPU, 20 s wall. ``:smoke`` runs
-delta = 3, 4 only.
+Runtime: 17.6 s wall (22 s CPU) on the idle 2-core machine with a cold
+compilation cache (``--compilation_cache_dir=``), compilation included: 8
+compiled programs (one per delta, vmapped over the seeds, LLVM opt level 0 via
+``OneShot.compiler_options``); the run itself is under 1 s. On the shared
+machine at load 7-8: about 57 s wall. ``:smoke`` runs delta = 3, 4 only.
 
 Expected result (summary.json): ``delta = [3..10]``,
 ``estimated == expected == [25, 40, 57, 76, 97, 120, 145, 172]``,
