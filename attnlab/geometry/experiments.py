@@ -34,7 +34,12 @@ choices with the spec's defaults unless noted): ``kind``, ``t``, ``n_inputs``
 literal ``jax.jacfwd``; same J, "rev" is 7-11x faster, see
 :mod:`attnlab.geometry.estimator`), ``blas_threads`` (1: OpenBLAS threads for
 the QR/SVD, set for the process by the factory, see
-:func:`attnlab.geometry.estimator.set_blas_threads`; 0: leave it alone).
+:func:`attnlab.geometry.estimator.set_blas_threads`; 0: leave it alone),
+``fallback`` ("calibrated": an unreliable softmax estimate is repeated once at
+the same draw rescaled layer by layer, see
+:func:`attnlab.geometry.estimator.calibrate_params`; "none": the spec's
+procedure only; not in the spec) and ``calibrate_score_std`` (3.0; traced).
+The summaries record ``attempts_per_seed`` and the first attempt's rank.
 """
 from __future__ import annotations
 
@@ -55,14 +60,15 @@ from attnlab.geometry import estimator as ge
 from attnlab.geometry import model as gm
 from attnlab.geometry import symmetries as gs
 
-ESTIMATOR_HPARAMS = ("init_std", "temperature", "min_gap")
+ESTIMATOR_HPARAMS = ("init_std", "temperature", "min_gap", "calibrate_score_std")
 
 
 def estimator_fields(**overrides) -> dict:
   """The shared estimator config fields with the spec's defaults (see module doc)."""
   fields = dict(kind="softmax", t=3, n_inputs=0, trials=1, init="fan_in", init_std=1.0, temperature=1.0,
                 softmax_axis="key", row_normalize=True, min_gap=1e6, formula_gate=True,
-                formula_effective_widths=False, x64=True, blas_threads=1, jacobian_mode="rev")
+                formula_effective_widths=False, x64=True, blas_threads=1, jacobian_mode="rev",
+                fallback="calibrated", calibrate_score_std=3.0)
   fields.update(overrides)
   return fields
 
@@ -90,6 +96,8 @@ def _check_estimator_fields(cfg) -> None:
   check_choice(cfg, "softmax_axis", gm.SOFTMAX_AXES)
   check_choice(cfg, "init", gm.INITS)
   check_choice(cfg, "jacobian_mode", ge.JACOBIAN_MODES)
+  check_choice(cfg, "fallback", ge.FALLBACKS)
+  check_positive(cfg, "calibrate_score_std")
   check(isinstance(cfg.t, int) and cfg.t >= 1, "t", f"must be an int >= 1, got {cfg.t!r}")
   check(isinstance(cfg.n_inputs, int) and cfg.n_inputs >= 0, "n_inputs",
         f"must be an int >= 0 (0: auto), got {cfg.n_inputs!r}")
@@ -150,12 +158,13 @@ def _estimator_experiment(cfg, summarize, figures) -> OneShot:
   arch = arch_of(cfg)
   n = n_inputs_of(cfg, arch)
   static = dict(arch=arch, n_inputs=n, trials=cfg.trials, init=cfg.init, row_normalize=cfg.row_normalize,
-                jacobian_mode=cfg.jacobian_mode)
+                jacobian_mode=cfg.jacobian_mode, fallback=cfg.fallback)
   ge.set_blas_threads(cfg.blas_threads)
 
   def compute(key, hp, data):
     del data
-    return ge.estimate_run(key, hp["init_std"], hp["temperature"], hp["min_gap"], **static)
+    return ge.estimate_run(key, hp["init_std"], hp["temperature"], hp["min_gap"], hp["calibrate_score_std"],
+                           **static)
 
   return OneShot(compute=compute, jit=True, x64=cfg.x64, hparams=ESTIMATOR_HPARAMS, summarize=summarize,
                  figures=figures, compiler_options=ge.COMPILER_OPTIONS)
@@ -186,6 +195,8 @@ def _row(cfg, runs: list[dict]) -> dict:
       "trials": int(ccfg.trials),
       "seeds": len(runs), "rank_tol_per_seed": ranks,
       "rank_tol_trials": [int(x) for x in np.atleast_1d(f["rank_tol_trials"])],
+      "attempts_per_seed": [int(r["final"].get("attempts", 1)) for r in ok],
+      "rank_tol_first_attempt_per_seed": [int(r["final"].get("rank_tol_first", r["final"]["rank_tol"])) for r in ok],
       "dtype": "float64" if ccfg.x64 else "float32",
   }
 
