@@ -40,9 +40,17 @@ the same draw rescaled layer by layer, see
 :func:`attnlab.geometry.estimator.calibrate_params`; "none": the spec's
 procedure only; not in the spec) and ``calibrate_score_std`` (3.0; traced).
 The summaries record ``attempts_per_seed`` and the first attempt's rank.
+``lightning_exact`` (True; not in the spec): for lightning networks the
+reported ``estimated_dimension`` is the exact Jacobian rank over F_p
+(:mod:`attnlab.geometry.exact`, a certified lower bound, computed on the host
+in the summary), with ``estimate_method``, ``certified`` (it meets the
+symmetry upper bound P - symmetry_dimension) and the float64 estimator's
+``float64_rank_tol``, ``float64_reliable``, ``float64_agrees_with_exact``;
+``rank_tol``/``rank_gap``/``gap_log10`` stay the float64 estimator's.
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 
@@ -57,6 +65,7 @@ from attnlab.engine.experiment import ConfigError, OneShot
 from attnlab.geometry import critical as gc
 from attnlab.geometry import dimension as gd
 from attnlab.geometry import estimator as ge
+from attnlab.geometry import exact as gexact
 from attnlab.geometry import model as gm
 from attnlab.geometry import symmetries as gs
 
@@ -68,7 +77,7 @@ def estimator_fields(**overrides) -> dict:
   fields = dict(kind="softmax", t=3, n_inputs=0, trials=1, init="fan_in", init_std=1.0, temperature=1.0,
                 softmax_axis="key", row_normalize=True, min_gap=1e6, formula_gate=True,
                 formula_effective_widths=False, x64=True, blas_threads=1, jacobian_mode="rev",
-                fallback="calibrated", calibrate_score_std=3.0)
+                fallback="calibrated", calibrate_score_std=3.0, lightning_exact=True)
   fields.update(overrides)
   return fields
 
@@ -98,6 +107,7 @@ def _check_estimator_fields(cfg) -> None:
   check_choice(cfg, "jacobian_mode", ge.JACOBIAN_MODES)
   check_choice(cfg, "fallback", ge.FALLBACKS)
   check_positive(cfg, "calibrate_score_std")
+  check(isinstance(cfg.lightning_exact, bool), "lightning_exact", f"must be a bool, got {cfg.lightning_exact!r}")
   check(isinstance(cfg.t, int) and cfg.t >= 1, "t", f"must be an int >= 1, got {cfg.t!r}")
   check(isinstance(cfg.n_inputs, int) and cfg.n_inputs >= 0, "n_inputs",
         f"must be an int >= 0 (0: auto), got {cfg.n_inputs!r}")
@@ -178,27 +188,44 @@ def _row(cfg, runs: list[dict]) -> dict:
   ok = [r for r in runs if r["status"] == "ok"]
   best = max(ok, key=lambda r: r["final"]["rank_tol"]) if ok else runs[0]
   f = best["final"]
-  est = int(f["rank_tol"])
+  est = int(f["rank_tol"]) if ok else None  # a diverged (non-finite) run has no estimate
   ranks = [int(r["final"]["rank_tol"]) for r in ok]
   reliable = bool(ok) and len(ok) == len(runs) and all(r["final"]["reliable"] for r in ok) and len(set(ranks)) == 1
+  exact = _exact_rank(arch) if (arch.kind == "lightning" and ccfg.lightning_exact) else None
+  float_fields = {"float64_rank_tol": est, "float64_reliable": reliable,
+                  "float64_agrees_with_exact": None if exact is None else (bool(ok) and est == exact)}
+  if exact is not None:
+    est, reliable = exact, True
   return {
       "widths": list(arch.widths), "attn_dims": list(arch.attn_dims), "kind": arch.kind, "t": arch.t,
       "parameters": arch.num_params,
       "expected_dimension": exp.value, "formula_note": exp.note,
-      "estimated_dimension": est, "rank_tol": est, "rank_gap": int(f["rank_gap"]),
-      "gap_log10": float(f["gap_log10"]), "reliable": reliable,
+      "estimated_dimension": est, "rank_tol": int(f["rank_tol"]) if ok else None,
+      "rank_gap": int(f["rank_gap"]) if ok else None,
+      "gap_log10": None if f.get("gap_log10") is None else float(f["gap_log10"]), "reliable": reliable,
       "matches_formula": (exp.value == est) if exp.value is not None else None,
-      "nullity": arch.num_params - est,
+      "nullity": None if est is None else arch.num_params - est,
       "symmetry_dimension": gd.symmetry_dimension(arch.widths, arch.attn_dims, arch.kind),
       "seconds": None,
       "n_inputs": n_inputs_of(ccfg, arch), "jacobian_rows": n_inputs_of(ccfg, arch) * arch.out_size,
       "trials": int(ccfg.trials),
       "seeds": len(runs), "rank_tol_per_seed": ranks,
-      "rank_tol_trials": [int(x) for x in np.atleast_1d(f["rank_tol_trials"])],
+      "rank_tol_trials": [int(x) for x in np.atleast_1d(f["rank_tol_trials"])] if ok else [],
       "attempts_per_seed": [int(r["final"].get("attempts", 1)) for r in ok],
       "rank_tol_first_attempt_per_seed": [int(r["final"].get("rank_tol_first", r["final"]["rank_tol"])) for r in ok],
       "dtype": "float64" if ccfg.x64 else "float32",
+      "estimate_method": "exact_mod_p" if exact is not None else "jacobian_svd",
+      "exact_rank_mod_p": exact,
+      "certified": None if exact is None else exact == arch.num_params - gd.symmetry_dimension(
+          arch.widths, arch.attn_dims, arch.kind),
+      **float_fields,
   }
+
+
+@functools.lru_cache(maxsize=64)
+def _exact_rank(arch: gm.Arch) -> int:
+  """:func:`attnlab.geometry.exact.lightning_rank` at seed 0 (cached: summaries and figures share it)."""
+  return gexact.lightning_rank(arch, seed=0)
 
 
 def _dimension_summary(cfg, runs):
