@@ -236,9 +236,6 @@ def estimate_from_data(data: dict[str, jax.Array], arch: gm.Arch, temperature=1.
 COMPILER_OPTIONS = {"xla_backend_optimization_level": 0}
 
 
-FALLBACKS = ("calibrated", "none")
-
-
 def calibrate_params(theta: jax.Array, X: jax.Array, arch: gm.Arch, score_std=3.0, temperature=1.0) -> jax.Array:
   """Rescale one weight draw layer by layer to a well-conditioned generic point.
 
@@ -286,57 +283,28 @@ def calibrate_params(theta: jax.Array, X: jax.Array, arch: gm.Arch, score_std=3.
 
 
 def estimate_run(key, init_std, temperature, min_gap, score_std=3.0, *, arch, n_inputs, trials, init="fan_in",
-                 row_normalize=True, jacobian_mode="rev", fallback="calibrated"):
+                 row_normalize=True, jacobian_mode="rev", calibrate=False):
   """One run: :func:`draw` + :func:`estimate_from_data` (traceable, vmappable over runs).
 
   ``key`` is a run key; ``init_std``, ``temperature``, ``min_gap`` and
   ``score_std`` may be traced. The engine experiments vmap this over seeds
   (:class:`attnlab.engine.experiment.OneShot` with ``jit=True``); the trials
-  are vmapped inside :func:`estimate_from_data`.
-
-  ``fallback="calibrated"`` (softmax only): when the estimate at the drawn
-  point (the spec's procedure) is unreliable, it is repeated once at the same
-  draw rescaled by :func:`calibrate_params` (``score_std``), and that second
-  estimate is returned; it is reliable only if it also passes the gap test and
-  its ``rank_tol`` is at least the first attempt's. Lightning networks never
-  fall back: there a per-layer rescaling only rescales the output (each layer
-  is homogeneous in its weights), and deep lightning stacks at calibrated
-  scales gave confidently wrong ranks in our tests (12 of 93 with a gap of 1e8
-  at (4,)*8, a = 2: the cubic layers align every token with one direction). ``attempts`` (1 or 2) and ``rank_tol_first`` (the first attempt's
-  ``rank_tol``) say what happened. One ``lax.while_loop`` holds both attempts,
-  so the estimator is compiled once and a reliable first attempt costs nothing
-  extra; under ``vmap`` each run's result is what it would be alone.
-  ``fallback="none"``: the spec's procedure only (``attempts`` = 1).
+  are vmapped inside :func:`estimate_from_data`. ``calibrate=True`` (static)
+  estimates at the same draw rescaled by :func:`calibrate_params`
+  (``score_std``): the second attempt of the fallback (:func:`second_attempt_reliable`).
   """
-  if fallback not in FALLBACKS:
-    raise ValueError(f"fallback must be one of {FALLBACKS}, got {fallback!r}")
   data = draw(key, arch, n_inputs, trials, init, init_std)
-  one = lambda theta: estimate_from_data({"theta": theta, "X": data["X"]}, arch, temperature, min_gap,
-                                         row_normalize, jacobian_mode)
-  if fallback == "none" or arch.kind != "softmax":
-    out = one(data["theta"])
-    return dict(out, attempts=jnp.int32(1), rank_tol_first=out["rank_tol"])
-  calibrated = jax.vmap(lambda th, X: calibrate_params(th, X, arch, score_std, temperature))(data["theta"],
-                                                                                             data["X"])
-
-  def body(carry):
-    i, _, first = carry
-    out = one(jnp.where(i == 0, data["theta"], calibrated))
-    return i + 1, out, jnp.where(i == 0, out["rank_tol"], first)
-
-  cond = lambda carry: (carry[0] == 0) | ((carry[0] < 2) & ~carry[1]["reliable"])
-  blank = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), jax.eval_shape(one, data["theta"]))
-  attempts, out, first = jax.lax.while_loop(cond, body, (jnp.int32(0), blank, jnp.int32(0)))
-  # The generic rank is the largest rank over points: a second estimate below
-  # the first one's rank_tol contradicts it, so it is not trusted.
-  return dict(out, reliable=out["reliable"] & (out["rank_tol"] >= first), attempts=attempts, rank_tol_first=first)
+  if calibrate:
+    data["theta"] = jax.vmap(lambda th, X: calibrate_params(th, X, arch, score_std, temperature))(data["theta"],
+                                                                                                data["X"])
+  return estimate_from_data(data, arch, temperature, min_gap, row_normalize, jacobian_mode)
 
 
 estimate_kernel = jax.jit(estimate_run, static_argnames=("arch", "n_inputs", "trials", "init", "row_normalize",
-                                                         "jacobian_mode", "fallback"),
+                                                         "jacobian_mode", "calibrate"),
                           compiler_options=COMPILER_OPTIONS)
 estimate_kernel.__doc__ = """``jit(estimate_run)`` (static: ``arch, n_inputs, trials, init, row_normalize,
-jacobian_mode, fallback``; LLVM opt level 0): the host API :func:`estimate` and the benchmark."""
+jacobian_mode, calibrate``; LLVM opt level 0): the host API :func:`estimate` and the benchmark."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -357,6 +325,17 @@ class Estimate:
     return self.rank_tol
 
 
+def run_kernel(key: jax.Array, arch: gm.Arch, *, calibrate: bool, n_inputs: int, trials: int = 1, x64: bool = True,
+               init: str = "fan_in", init_std=1.0, temperature=1.0, min_gap=1e6, row_normalize: bool = True,
+               jacobian_mode: str = "rev", score_std=3.0, n_blas_threads: int = 1) -> dict:
+  """:data:`estimate_kernel` on the host (scoped x64 and BLAS threads); returns NumPy values."""
+  with jax.enable_x64(x64), blas_threads(n_blas_threads):
+    r = estimate_kernel(key, init_std, temperature, min_gap, score_std, arch=arch, n_inputs=int(n_inputs),
+                        trials=int(trials), init=init, row_normalize=row_normalize, jacobian_mode=jacobian_mode,
+                        calibrate=calibrate)
+    return dict(jax.device_get(r))
+
+
 def estimate(key: jax.Array, arch: gm.Arch, n_inputs: int | None = None, trials: int = 1,
              x64: bool = True, init: str = "fan_in", init_std: float = 1.0, temperature: float = 1.0,
              min_gap: float = 1e6, row_normalize: bool = True, jacobian_mode: str = "rev", warn: bool = True,
@@ -365,23 +344,50 @@ def estimate(key: jax.Array, arch: gm.Arch, n_inputs: int | None = None, trials:
 
   Deterministic for a given key. ``x64=False`` runs in float32 (the precision
   guard demo); an unreliable estimate triggers a ``RuntimeWarning``.
-  ``fallback``, ``score_std``: see :func:`estimate_run`.
-  ``n_blas_threads``: see :func:`blas_threads` (0: leave OpenBLAS alone).
+  ``fallback="calibrated"``: see :func:`second_attempt_reliable` (``"none"``: the
+  spec's procedure only). ``n_blas_threads``: see :func:`blas_threads` (0:
+  leave OpenBLAS alone).
   """
+  if fallback not in FALLBACKS:
+    raise ValueError(f"fallback must be one of {FALLBACKS}, got {fallback!r}")
   n = default_n_inputs(arch) if n_inputs is None else int(n_inputs)
-  with jax.enable_x64(x64), blas_threads(n_blas_threads):
-    r = estimate_kernel(key, init_std, temperature, min_gap, score_std, arch=arch, n_inputs=n, trials=int(trials),
-                        init=init, row_normalize=row_normalize, jacobian_mode=jacobian_mode, fallback=fallback)
-    r = jax.device_get(r)
+  kw = dict(n_inputs=n, trials=int(trials), x64=x64, init=init, init_std=init_std, temperature=temperature,
+            min_gap=min_gap, row_normalize=row_normalize, jacobian_mode=jacobian_mode, score_std=score_std,
+            n_blas_threads=n_blas_threads)
+  r = run_kernel(key, arch, calibrate=False, **kw)
+  first, attempts = int(r["rank_tol"]), 1
+  if fallback == "calibrated" and arch.kind == "softmax" and not bool(r["reliable"]):
+    r, attempts = run_kernel(key, arch, calibrate=True, **kw), 2
+    r["reliable"] = second_attempt_reliable(r, first)
   est = Estimate(int(r["rank_tol"]), int(r["rank_gap"]), float(r["gap_log10"]), bool(r["reliable"]),
                  np.asarray(r["sv"]), tuple(int(x) for x in r["rank_tol_trials"]),
-                 str(np.asarray(r["sv"]).dtype), int(r["attempts"]), int(r["rank_tol_first"]))
+                 str(np.asarray(r["sv"]).dtype), attempts, first)
   if warn and not est.reliable:
     warnings.warn(f"unreliable rank estimate for {arch}: rank_tol={est.rank_tol}, rank_gap={est.rank_gap}, "
                   f"gap=1e{est.gap_log10:.1f} (< min_gap={min_gap:g} or disagreeing; dtype {est.dtype}; "
-                  f"attempts {est.attempts})",
-                  RuntimeWarning, stacklevel=2)
+                  f"attempts {est.attempts})", RuntimeWarning, stacklevel=2)
   return est
+
+
+FALLBACKS = ("calibrated", "none")
+
+
+def second_attempt_reliable(second: dict, first_rank_tol: int) -> bool:
+  """Whether the calibrated second attempt is trusted.
+
+  The fallback (``fallback="calibrated"``, softmax only): when the estimate at
+  the drawn point (the spec's procedure) is unreliable, it is repeated once at
+  the same draw rescaled by :func:`calibrate_params`, and that second estimate
+  is reported. It is trusted if it passes the gap test itself **and** its
+  ``rank_tol`` is at least the first attempt's: the generic rank is the largest
+  rank over points, so a lower second rank contradicts it. Lightning networks
+  never fall back: there a per-layer rescaling only rescales the output (each
+  layer is homogeneous in its weights), and deep lightning stacks at
+  calibrated scales gave confidently wrong ranks in our tests (12 of 93 with a
+  gap of 1e8 at (4,)*8, a = 2); :mod:`attnlab.geometry.exact` is their remedy.
+  The second attempt is a second compiled program, built only when needed.
+  """
+  return bool(second["reliable"]) and int(second["rank_tol"]) >= int(first_rank_tol)
 
 
 def set_blas_threads(n: int) -> None:

@@ -41,6 +41,30 @@ def test_figure3_smoke_through_runner(repo_root, tmp_path):
   assert json.loads((tmp_path / "fig3" / "summary.json").read_text())["estimated"] == [25]
 
 
+def test_dimension_fallback_and_exact_through_runner(repo_root, tmp_path):
+  """Acceptance 3 at two architectures where the spec's float64 procedure alone fails.
+
+  Softmax (4,)*6, a = 2: the engine's attempt is unreliable, the calibrated
+  second attempt (host side, same draw) gives the formula. Lightning
+  (2,2,2,2,1,1), a = (5,3,4,2,4), t = 2: the float64 gap test is confidently
+  wrong (rank 2); the reported estimate is the exact F_p rank, certified by
+  the symmetry upper bound."""
+  cfg = _load(repo_root, "geometry_dimension")
+  with cfg.unlocked():
+    cfg.widths, cfg.attn_dims = (4,) * 6, (2,) * 5
+  s = runner.run(cfg, tmp_path / "softmax", quiet=True, tb=False)
+  assert s["estimated_dimension"] == s["expected_dimension"] == 76 and s["reliable"]
+  assert s["attempts_per_seed"] == [2] and s["rank_tol_first_attempt_per_seed"][0] < 76
+  assert s["estimate_method"] == "jacobian_svd" and s["nullity"] == s["symmetry_dimension"]
+  with cfg.unlocked():
+    cfg.kind, cfg.t = "lightning", 2
+    cfg.widths, cfg.attn_dims = (2, 2, 2, 2, 1, 1), (5, 3, 4, 2, 4)
+  s = runner.run(cfg, tmp_path / "lightning", quiet=True, tb=False)
+  assert s["estimate_method"] == "exact_mod_p" and s["certified"] and s["reliable"]
+  assert s["estimated_dimension"] == s["expected_dimension"] == s["exact_rank_mod_p"] == 14
+  assert s["float64_rank_tol"] < 14 and not s["float64_agrees_with_exact"]
+
+
 def test_critical_points_through_runner(repo_root, tmp_path):
   """Check 8: the §3.2 table, 8 structured points in one compiled program."""
   cfg = _load(repo_root, "geometry_critical_points")
