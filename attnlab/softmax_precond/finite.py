@@ -59,6 +59,7 @@ def validate(cfg) -> None:
   check_choice(cfg, "method", tuple(opt_lib.METHODS))
   check_choice(cfg, "reg", opt_lib.REGS)
   check_choice(cfg, "renorm", opt_lib.RENORMS)
+  check_choice(cfg, "renorm_norm", opt_lib.RENORM_NORMS)
   check_choice(cfg, "context_mode", ("self", "prompt"))
   check_choice(cfg, "logit_orientation", ("query_left", "key_left"))
   check_choice(cfg, "objective", ("empirical_softmax", "empirical_linearized"))
@@ -92,6 +93,7 @@ def make_finite(cfg) -> Iterative:
   method = opt_lib.METHODS[cfg.method]
   reg_kind = cfg.reg if method.reg else "none"
   renorm_kind = cfg.renorm if method.renorm else "none"
+  renorm_norm = cfg.renorm_norm
   mode, orient, excl = cfg.context_mode, cfg.logit_orientation, bool(cfg.exclude_self_token)
   objective, chunk = cfg.objective, int(cfg.query_chunk)
   N_ctx = int(cfg.N_context) if mode == "prompt" else 0
@@ -138,7 +140,7 @@ def make_finite(cfg) -> Iterative:
       return optax.adam(hp["adam_lr"])
     delta = {"delta": hp["delta"], "fixed": hp["scaledgd_delta"], "none": 0.0}[method.damped]
     return opt_lib.sa_precgd(hp["eta"], data["S_hat"], data["S_half"], precond=method.precond, delta=delta,
-                             reg=reg_kind, lam=hp["lam"], renorm=renorm_kind, beta=hp["beta"])
+                             reg=reg_kind, lam=hp["lam"], renorm=renorm_kind, beta=hp["beta"], renorm_norm=renorm_norm)
 
   def noise_floor(hp):
     return 0.5 * k * hp["sigma_noise"] ** 2

@@ -62,8 +62,54 @@ def sqrtm_psd(S: jax.Array, clip: float = 1e-12) -> tuple[jax.Array, jax.Array]:
 
 
 def spectral_norm(X: jax.Array) -> jax.Array:
-  """Largest singular value of a matrix."""
+  """Largest singular value of a matrix (LAPACK SVD)."""
   return jnp.linalg.svd(X, compute_uv=False)[0]
+
+
+def spectral_norm_certified(X: jax.Array, v0: jax.Array, *, inner: int = 8, tol=None
+                            ) -> tuple[jax.Array, jax.Array]:
+  """Largest singular value of X (m, n) by a warm-started, certified power iteration.
+
+  ``inner`` power steps ``v <- G v / ||G v||`` on ``G = X^T X`` (n, n) from
+  ``v0`` (n,) give the Rayleigh quotient ``lam = v^T G v``, a lower bound of
+  ||X||_2^2. It is certified from above by a Cholesky factorisation of
+  ``lam (1 + tol) I - G``: if that succeeds (is finite), ``||X||_2^2 <=
+  lam (1 + tol)`` up to the factorisation's own backward error O(n eps ||G||).
+  ``tol`` defaults to ``4 n eps`` of X's dtype, the order of LAPACK's own SVD
+  error bound, so the result equals :func:`spectral_norm` to rounding
+  (relative difference ~n eps). If the certificate fails (a cold or stale
+  ``v0``, a tiny spectral gap), the value and the vector come from the LAPACK
+  SVD instead. The fallback is a ``lax.while_loop`` of at most one iteration
+  whose operand depends on the loop state, so XLA can neither hoist it nor,
+  under ``vmap``, run it when every run is certified (a ``lax.cond`` would
+  become a select that always runs the SVD). A non-finite X returns NaN.
+
+  Carry ``v`` between calls on slowly changing X (an optimiser's iterates):
+  from a warm start the first certificate succeeds.
+
+  Returns (s, v): s = ||X||_2 (scalar), v (n,) the unit-norm top right
+  singular vector estimate.
+  """
+  chex.assert_rank(X, 2)
+  chex.assert_shape(v0, (X.shape[1],))
+  n = X.shape[1]
+  dt = X.dtype
+  tol = 4 * n * jnp.finfo(dt).eps if tol is None else tol
+  G = jnp.matmul(X.T, X, precision=_HI)
+  bad = ~jnp.all(jnp.isfinite(G))
+  v = v0
+  for _ in range(inner):
+    w = jnp.matmul(G, v, precision=_HI)
+    v = w / jnp.linalg.norm(w)
+  lam = jnp.dot(v, jnp.matmul(G, v, precision=_HI), precision=_HI)
+  ok = jnp.all(jnp.isfinite(jnp.linalg.cholesky(lam * (1 + tol) * jnp.eye(n, dtype=dt) - G))) | bad
+
+  def svd(c):
+    _, S, Vt = jnp.linalg.svd(jnp.where(c[2], jnp.zeros_like(X), X), full_matrices=False)
+    return S[0] ** 2, Vt[0], jnp.ones((), bool)
+
+  lam, v, _ = jax.lax.while_loop(lambda c: ~c[2], svd, (lam, v, ok))
+  return jnp.where(bad, jnp.nan, jnp.sqrt(lam)), v
 
 
 # ----------------------------------------------------------------------------

@@ -61,6 +61,7 @@ def validate(cfg) -> None:
   check_choice(cfg, "method", tuple(opt_lib.METHODS))
   check_choice(cfg, "reg", opt_lib.REGS)
   check_choice(cfg, "renorm", opt_lib.RENORMS)
+  check_choice(cfg, "renorm_norm", opt_lib.RENORM_NORMS)
   check_choice(cfg, "perturb_unit", ("sigma_min", "sigma_max"))
   check_choice(cfg, "gd_coordinates", ("whitened", "raw"))
   check_positive(cfg, "eta", "gd_eta", "adam_lr", "init_scale", "scaledgd_eta", "scaledgd_init_scale", "beta",
@@ -94,6 +95,7 @@ def make_population(cfg) -> Iterative:
   method = opt_lib.METHODS[method_name]
   reg_kind = cfg.reg if method.reg else "none"
   renorm_kind = cfg.renorm if method.renorm else "none"
+  renorm_norm = cfg.renorm_norm
   perturb_unit = cfg.perturb_unit
   r0, r1, check_step = int(cfg.ratio_from), int(cfg.ratio_to), int(cfg.check_step)
   sig_lo, sig_hi = float(cfg.sigma_lo), float(cfg.sigma_hi)
@@ -127,7 +129,7 @@ def make_population(cfg) -> Iterative:
     eta = hp["eta"] if method.init == "spectral" else hp["scaledgd_eta"]
     return opt_lib.sa_precgd(eta, data["Sigma"], data["Sigma_half"], precond=method.precond, delta=delta,
                              reg=reg_kind, lam=hp["lam"], renorm=renorm_kind, beta=hp["beta"],
-                             Sigma_half_inv=data["Sigma_half_inv"])
+                             Sigma_half_inv=data["Sigma_half_inv"], renorm_norm=renorm_norm)
 
   def loss_fn(params, data):
     return model.population_loss(params, data["Sigma"], data["Sigma_half"], data["M"])
