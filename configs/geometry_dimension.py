@@ -1,9 +1,13 @@
 """Neuromanifold dimension of any deep attention architecture (Henry, Marchetti & Kohn 2025).
 
 Estimates the dimension as the float64 rank of the parameter Jacobian over N
-random inputs (``jax.jacfwd``, row normalisation, SVD; tolerance rank and
-largest-gap rank must agree with a gap >= ``min_gap``) and compares it with the
-formula (spec §3.3-§3.4), which is only applied inside (B1)-(B3).
+random inputs (per-input reverse mode, row normalisation, QR + SVD; tolerance
+rank and largest-gap rank must agree with a gap >= ``min_gap``) and compares
+it with the formula (spec §3.3-§3.4), which is only applied inside (B1)-(B3).
+An unreliable softmax estimate is repeated once at the same draw rescaled
+layer by layer (``fallback="calibrated"``); for lightning networks the
+reported dimension is the exact Jacobian rank over F_p
+(``lightning_exact=True``), the float64 one is kept beside it.
 
 Command:
   python -m attnlab.run --config=configs/geometry_dimension.py --workdir=/tmp/geo_dim \
@@ -19,7 +23,10 @@ Expected result (summary.json): for the default (4,4,4)/(2,2) softmax,
 ``reliable = true``, ``gap_log10`` = 13.5, ``nullity = symmetry_dimension = 24``.
 For (5,4,3)/(2,3) lightning: 45 == 45. Outside (B1)-(B3), e.g. widths (2,3,2),
 a = (1,1), lightning: ``expected_dimension = null`` with the reason in
-``formula_note``, and the estimate 8.
+``formula_note``, and the estimate 8. Deep: widths (4,4,4,4,4,4), a = (2,2,2,2,2)
+softmax: 76 == 76, reliable, ``attempts_per_seed = [2]`` (the spec's procedure
+alone: 66, unreliable); widths (2,2,2,2,1,1), a = (5,3,4,2,4), t = 2,
+lightning: exact 14 == 14, ``certified = true`` (float64: 2).
 
 Fields: ``widths`` = (d_0, ..., d_l) and ``attn_dims`` = (a_1, ..., a_l) are
 tuples (``--config.widths='(6,5,4)' --config.attn_dims='(3,2)'``); the other
