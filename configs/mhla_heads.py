@@ -12,14 +12,28 @@ lr = 1e-2, 2000 steps: 64 static groups x 3 seeds.
 Runtime: about 25 minutes on 2 idle CPU cores (the Transformer groups dominate).
 
 Variant ``:c7`` (check C7): d = 4, N = 2048, H in {1, 16}, d_out in {d, 1},
-lr = 1e-2, 500 steps, init std in {0.1, 0.5, 1.0}, 3 seeds (4 programs, 200 s
-on 2 busy CPU cores):
+lr = 1e-2, 500 steps, 3 seeds, student init ``init_rule="fan_in"`` with gain
+``init_std = 1`` (entries N(0, 1/d), the teacher's scale: the convention that
+reproduces the spec's C7 reference numbers); 4 programs, 12 runs, 27 s on 2
+CPU cores (load ~4):
   python -m attnlab.run --config=configs/mhla_heads.py:c7 --workdir=/tmp/mhla_c7
-Expected (summary.json, c7_ratio_h1_over_h16): >= 100 for d_out = 1 (measured 7e2..1e10);
-for d_out = d we measured only 1.6..20 (the spec expects >= 100; see experiments/mhla/README.md).
+Expected (summary.json, c7_ratio_h1_over_h16; measured): d_out = 1: 9.6e9
+(relMSE H=1 1.2e-2, H=16 1.2e-12), passes; d_out = d: 20 (2.0e-2 vs 9.8e-4),
+below the spec's >= 100. The former default (``--config.init_rule=fixed
+--config.init_std=0.1``) gives 1.8e8 and 1.6.
+
+Variant ``:c7seeds`` (C7 as a distribution over seeds): as ``:c7`` with 24
+seeds, lr in {1e-2, 1e-3} (the spec's two budgets), 2000 steps logged every
+250; 192 runs, 70 s on 2 CPU cores (load ~4):
+  python -m attnlab.run --config=configs/mhla_heads.py:c7seeds --workdir=/tmp/mhla_c7seeds
+Expected (summary.json c7_ratio_by_step, measured): at step 500, lr 1e-2 the
+24-seed median ratio is 6.0e7 (d_out = 1) and 18 (d_out = d); the 3-seed C7
+check passes on 100% (d_out = 1) and 16% (d_out = d) of the seed triples
+(``fraction_of_seed_triples_ge_100``). At step 2000, lr 1e-3: 1.8e3 and 6.3
+(89% and 0%).
 
 Variant ``:c7sweep`` (why C7 fails for d_out = d): H in {1, 16}, d_out in {d, 1},
-init std in {0.03, 0.1, 0.5, 1.0} x lr in {1e-2, 3e-3, 1e-3}, 2000 steps
+init std (rule "fixed") in {0.03, 0.1, 0.5, 1.0} x lr in {1e-2, 3e-3, 1e-3}, 2000 steps
 logged every 250, 3 seeds (4 programs of 36 runs); summary.json
 ``c7_ratio_by_step`` holds relMSE(H=1)/relMSE(H=16) at steps 250..2000:
   python -m attnlab.run --config=configs/mhla_heads.py:c7sweep --workdir=/tmp/mhla_c7sweep
@@ -34,7 +48,7 @@ from attnlab.engine.config import base_config, parse_arg
 
 
 def get_config(arg=None):
-  a = parse_arg(arg, c7=False, c7sweep=False, smoke=False)
+  a = parse_arg(arg, c7=False, c7seeds=False, c7sweep=False, smoke=False)
   cfg = base_config(
       "attnlab.mhla.exp_heads:experiment",
       seeds=3,
@@ -54,7 +68,8 @@ def get_config(arg=None):
       batch=64,
       lr=1e-2,  # the paper's grid: {1e-2, 1e-3}
       weight_decay=0.0,  # AdamW decay  [reconstructed, §9.A6]
-      init_std=0.1,  # student init N(0, std^2) for mhla / stack  [reconstructed: not in the paper]
+      init_std=0.1,  # student init: the entry std (init_rule="fixed") or the gain on d^-1/2 ("fan_in")
+      init_rule="fixed",  # fixed | fan_in  [reconstructed: the paper gives no student init]
       residual=True,  # stacked model  [reconstructed, §2.3]
       readout="attn",  # attn | residual_stream  [reconstructed, §2.3]
       tf_d_model=64,  # full Transformer  [reconstructed, §9.A4]
@@ -67,13 +82,22 @@ def get_config(arg=None):
   cfg.d_values = (2, 4)
   cfg.n_train_values = (256, 2048)
   cfg.d_out_values = (0, 1)
-  if a["c7"]:
+  if a["c7"] or a["c7seeds"]:
     cfg.steps = 500
     cfg.model_values = ("mhla:1", "mhla:16")
     cfg.d_values = (4,)
     cfg.n_train_values = (2048,)
-    cfg.init_std_values = (0.1, 0.5, 1.0)  # the outcome for d_out = d depends on it
-    cfg.sweep.init_std = cfg.get_ref("init_std_values")
+    # Student entries N(0, 1/d) (lecun_normal per matrix = the teacher's std): the convention
+    # that reproduces the spec's C7 reference numbers (experiments/mhla/README.md §3).
+    cfg.init_rule = "fan_in"
+    cfg.init_std = 1.0
+  if a["c7seeds"]:  # C7's outcome as a distribution over seeds, at both of the spec's budgets
+    cfg.seeds = 24
+    cfg.steps = 2000
+    cfg.log_spacing = "linear"
+    cfg.log_every = 250
+    cfg.lr_values = (1e-2, 1e-3)
+    cfg.sweep.lr = cfg.get_ref("lr_values")
   if a["c7sweep"]:  # why C7 fails for d_out = d: ratio against init std, lr and steps
     cfg.steps = 2000
     cfg.log_spacing = "linear"

@@ -35,7 +35,7 @@ def test_fit_bad_input(repo_root, field, value, match):
 
 
 def test_other_configs_validate(repo_root):
-  for name, arg in (("mhla_heads", None), ("mhla_heads", "c7"), ("mhla_assoc_memory", None),
+  for name, arg in (("mhla_heads", None), ("mhla_heads", "c7"), ("mhla_heads", "c7seeds"), ("mhla_assoc_memory", None),
                     ("mhla_assoc_memory", "sgd"), ("mhla_lookup", None)):
     grid = grid_lib.build_grid(_config(repo_root, name, arg))
     assert grid.runs
@@ -44,6 +44,42 @@ def test_other_configs_validate(repo_root):
   cfg.model_values = ("mhla:0",)
   with pytest.raises(ConfigError, match="positive count"):
     grid_lib.build_grid(cfg)
+  cfg = _config(repo_root, "mhla_heads", "c7")
+  cfg.unlock()
+  cfg.init_rule = "xavier"
+  with pytest.raises(ConfigError, match="must be one of") as e:
+    grid_lib.build_grid(cfg)
+  assert e.value.field == "init_rule"
+
+
+def test_heads_init_rule_fan_in_scales_by_inverse_sqrt_d(repo_root):
+  """init_rule="fan_in" draws the same normals as "fixed", scaled by d^-1/2
+  (the 1/sqrt(fan-in) of V_h: R^d -> R^d_out and Q_h: R^d -> R^d)."""
+  import jax
+  import jax.numpy as jnp
+  from attnlab.mhla import exp_heads
+  d, d_out = 4, 1
+  data = {"Z": jnp.zeros((2, d, 3)), "Y": jnp.zeros((2, d_out)), "yvar": jnp.ones(())}
+  hp = {"lr": jnp.asarray(1e-2), "init_std": jnp.asarray(1.0), "weight_decay": jnp.asarray(0.0)}
+  params = {}
+  for rule in ("fixed", "fan_in"):
+    cfg = _config(repo_root, "mhla_heads", "c7")
+    cfg.unlock()
+    cfg.model, cfg.d, cfg.d_out, cfg.n_train, cfg.init_rule = "mhla:2", d, d_out, 2, rule
+    params[rule] = exp_heads.experiment(cfg).init(jax.random.PRNGKey(3), hp, data)["params"]
+  for fixed, fan_in in zip(params["fixed"], params["fan_in"]):
+    assert fixed.shape[0] == 2 and fixed.shape[-1] == d
+    assert jnp.allclose(fan_in, fixed * d ** -0.5, rtol=1e-6, atol=0)
+    assert float(jnp.max(jnp.abs(fixed))) > 0
+
+
+def test_c7_triple_pass_fraction():
+  """Of the 4 triples of 4 seeds, exactly the two containing both seeds with
+  H16 = 1e-3 have a median ratio 1 / 1e-3 >= 100; the other two have ratio 1."""
+  from attnlab.mhla.exp_heads import triple_pass_fraction
+  assert triple_pass_fraction([1.0, 1.0, 1.0, 1.0], [1e-3, 1e-3, 1.0, 1.0]) == 0.5
+  assert triple_pass_fraction([1.0] * 3, [1e-3] * 3) == 1.0
+  assert triple_pass_fraction([1.0] * 3, [2e-2] * 3) == 0.0
 
 
 def test_cli_bad_d_exits_2(repo_root, tmp_path):
