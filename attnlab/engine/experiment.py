@@ -72,6 +72,12 @@ class Iterative:
       list of ``runs.jsonl`` records (dicts with ``run_id``, ``seed``, the
       sweep coordinates, ``final`` metrics, ``status``) over *all* groups.
       Its output is merged into ``summary.json``.
+    summarize_logs: optional ``summarize_logs(cfg, logs) -> dict`` for
+      summaries that need the logged curves, not only the final metrics (fits
+      of loss curves, first-crossing steps): it receives the
+      :class:`attnlab.engine.logs.Logs` and its output is merged into
+      ``summary.json`` after ``summarize``'s. Like ``figures`` it must read
+      only the logs, so ``python -m attnlab.plot`` rewrites it.
     figures: optional ``figures(cfg, logs, outdir) -> list[str]`` that draws
       extra PNGs from an :class:`attnlab.engine.logs.Logs`. It must read only
       logs, so ``python -m attnlab.plot`` can redraw it.
@@ -91,6 +97,7 @@ class Iterative:
   make_data: Optional[Callable[..., PyTree]] = None
   hparams: Sequence[str] = ()
   summarize: Optional[Callable[..., dict]] = None
+  summarize_logs: Optional[Callable[..., dict]] = None
   figures: Optional[Callable[..., list]] = None
   plot_metrics: Sequence[str] = ("loss",)
   log_x: Optional[bool] = None
@@ -112,8 +119,8 @@ class OneShot:
       kernels jitted.
     x64: run the group with ``jax.enable_x64(True)`` (rank decisions,
       exact-recovery checks, convergence orders).
-    make_data, hparams, summarize, figures, compiler_options: as in
-      :class:`Iterative`.
+    make_data, hparams, summarize, summarize_logs, figures, compiler_options:
+      as in :class:`Iterative`.
   """
 
   compute: Callable[..., Metrics]
@@ -122,5 +129,6 @@ class OneShot:
   make_data: Optional[Callable[..., PyTree]] = None
   hparams: Sequence[str] = ()
   summarize: Optional[Callable[..., dict]] = None
+  summarize_logs: Optional[Callable[..., dict]] = None
   figures: Optional[Callable[..., list]] = None
   compiler_options: Optional[Mapping[str, Any]] = None

@@ -553,6 +553,8 @@ def write_outputs(workdir: pathlib.Path, exp=None, cfg=None) -> dict:
   summary = default_summary(cfg, logs.runs)
   if exp.summarize is not None and logs.runs:
     summary.update(exp.summarize(cfg, logs.runs))
+  if exp.summarize_logs is not None and logs.runs:
+    summary.update(exp.summarize_logs(cfg, logs))
   writers.write_json(workdir / "summary.json", summary)
   figs = []
   if isinstance(exp, Iterative) and logs.metrics:

@@ -42,8 +42,19 @@ def experiment(cfg, step_wrapper=lambda f: f) -> Iterative:
   def evaluate(state, hp, data):
     return {"loss": loss(state["x"], data["a"])}
 
-  return Iterative(init=init, step=step, evaluate=evaluate,
+  return Iterative(init=init, step=step, evaluate=evaluate, summarize_logs=halving_steps,
                    make_data=lambda k, hp: make_data(k, hp, dim), hparams=("lr",))
+
+
+def halving_steps(cfg, logs) -> dict:
+  """``summarize_logs`` hook: per run, the first logged step whose loss is at
+  most half the step-0 loss (None if never), from the logged curves."""
+  out = {}
+  for r in logs.runs:
+    steps, loss_values = logs.curve(r["run_id"], "loss")
+    below = [int(s) for s, v in zip(steps, loss_values) if v <= 0.5 * loss_values[0]]
+    out[r["run_id"]] = below[0] if below else None
+  return {"first_step_loss_halved": out}
 
 
 def oneshot(cfg) -> OneShot:

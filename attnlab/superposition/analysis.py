@@ -2,12 +2,13 @@
 
 Everything here reads the logs (``attnlab.engine.logs.Logs``) and runs on the
 host in float64 (the theory curves through :mod:`theory` under
-``jax.enable_x64``). The engine's ``summarize(cfg, runs)`` receives only the
-final metrics, not the curves, so the curve fits are computed in ``figures``
-(which receives the logs) and merged into ``summary.json`` there under the keys
-``settings_fit`` (one record per sweep setting: gamma, fit_window,
-plateau_loss, represented_features, ...), ``checks`` and ``fit_options``. Both
-``python -m attnlab.run`` and ``python -m attnlab.plot`` rewrite them.
+``jax.enable_x64``). The curve fits need the logged curves, so they are the
+engine's ``summarize_logs(cfg, logs)`` hook (:func:`summarize_logs`), whose
+keys ``settings_fit`` (one record per sweep setting: gamma, fit_window,
+plateau_loss, represented_features, ...), ``checks``, ``fit_options`` and
+``time_unit`` go into ``summary.json``; :func:`figures` draws from the same
+fits (computed once per logs object). Both ``python -m attnlab.run`` and
+``python -m attnlab.plot`` rewrite them.
 """
 from __future__ import annotations
 
@@ -340,16 +341,27 @@ def checks_bottleneck(recs: list) -> dict:
 # Engine hooks
 
 
-def summarize_finals(cfg, runs: list) -> dict:
-  """What the final metrics alone give (the curve fits are added by ``figures``)."""
-  return {"fits_in": "settings_fit / checks (written by the figures hook from the logged curves)"}
+def _fits(cfg, logs, kind: str) -> dict:
+  """:func:`analyze` plus the checks of ``kind``, cached on the logs object
+  (``summarize_logs`` and ``figures`` both need them)."""
+  cached = getattr(logs, "_superposition_fits", None)
+  if cached is not None and cached[0] == kind:
+    return cached[1]
+  res = analyze(cfg, logs)
+  recs = res["settings_fit"]
+  checks = checks_no_sup(recs, res["per_run"], cfg, logs) if kind == "no_sup" else (
+      checks_bottleneck(recs) if kind == "bottleneck" else {})
+  out = {"settings_fit": recs, "checks": checks, "per_run": res["per_run"]}
+  object.__setattr__(logs, "_superposition_fits", (kind, out))
+  return out
 
 
-def _merge_summary(outdir: pathlib.Path, extra: dict) -> None:
-  path = pathlib.Path(outdir) / "summary.json"
-  summary = json.loads(path.read_text()) if path.exists() else {}
-  summary.update(extra)
-  path.write_text(json.dumps(_clean(summary), indent=1, sort_keys=False, allow_nan=False))
+def summarize_logs(cfg, logs, kind: str) -> dict:
+  """The engine's ``summarize_logs`` hook: fits and checks from the logged curves."""
+  fits = _fits(cfg, logs, kind)
+  return _clean({"settings_fit": fits["settings_fit"], "checks": fits["checks"],
+                 "fit_options": fitlib.FitOptions.from_config(cfg).__dict__,
+                 "time_unit": "t = lr*step for SGD, step for Adam (fit_time_unit=auto)"})
 
 
 def _clean(o):
@@ -367,14 +379,8 @@ def _clean(o):
 
 
 def figures(cfg, logs, outdir, kind: str) -> list:
-  """Fit every run, merge the fits and checks into summary.json, draw the figures."""
-  res = analyze(cfg, logs)
-  recs = res["settings_fit"]
-  checks = checks_no_sup(recs, res["per_run"], cfg, logs) if kind == "no_sup" else (
-      checks_bottleneck(recs) if kind == "bottleneck" else {})
-  opts = fitlib.FitOptions.from_config(cfg)
-  _merge_summary(outdir, {"settings_fit": recs, "checks": checks, "fit_options": opts.__dict__,
-                          "time_unit": "t = lr*step for SGD, step for Adam (fit_time_unit=auto)"})
+  """Draw the figures of ``kind`` from the fits (see :func:`summarize_logs`)."""
+  recs = _fits(cfg, logs, kind)["settings_fit"]
   figs = [_curves_figure(cfg, logs, recs, outdir, kind)]
   if kind == "no_sup":
     figs.append(_wave_figure(cfg, logs, outdir))

@@ -9,9 +9,9 @@
   static groups.
 
 The fits (gamma, windows, ODE comparisons, acceleration, ceilings) need the
-logged curves, which ``summarize(cfg, runs)`` does not receive; they are
-computed by :func:`attnlab.superposition.analysis.analyze` from the logs in
-``figures`` and merged into ``summary.json`` there (see the analysis module).
+logged curves: they are the engine's ``summarize_logs`` hook
+(:func:`attnlab.superposition.analysis.summarize_logs`), merged into
+``summary.json`` by the engine.
 """
 from __future__ import annotations
 
@@ -119,7 +119,7 @@ def _simulation(cfg, kind: str) -> Iterative:
       step=lambda state, hp, data: train.train_step(state, hp, spec),
       evaluate=lambda state, hp, data: train.evaluate(state, hp, spec),
       hparams=train.HPARAMS,
-      summarize=lambda c, runs: analysis.summarize_finals(c, runs),
+      summarize_logs=lambda c, logs: analysis.summarize_logs(c, logs, kind),
       figures=lambda c, logs, outdir: analysis.figures(c, logs, outdir, kind),
       plot_metrics=("loss", "represented"),
       log_x=True,

@@ -49,6 +49,12 @@ def test_run_writes_every_file(tmp_path):
   np.testing.assert_array_equal(steps, [0, 5, 10, 15, 20, 25, 30])
   # GD on a convex quadratic with lr < 2/a_max decreases the loss monotonically.
   assert np.all(np.diff(loss) < 0)
+  # summarize_logs sees the curves: its per-run first halving step is in summary.json
+  halved = json.loads((tmp_path / "summary.json").read_text())["first_step_loss_halved"]
+  assert halved == summary["first_step_loss_halved"] and set(halved) == {r["run_id"] for r in logs.runs}
+  first = halved[logs.runs[0]["run_id"]]
+  assert first is not None and loss[list(steps).index(first)] <= 0.5 * loss[0]
+  assert all(v > 0.5 * loss[0] for v in loss[steps < first])
 
 
 def test_same_curve_alone_and_batched_and_deterministic(tmp_path):
