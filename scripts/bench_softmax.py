@@ -6,25 +6,37 @@
    float64. Data and init come from the E2 experiment's own ``make_data`` and
    ``init``; the step is the package's optimiser (``optim.sa_precgd``, the
    whitened-form preconditioner E2 uses) on ``jax.grad`` of the population
-   loss. Row "E2 step" times the E2 experiment's own ``step`` (the same update
-   plus its per-step metrics: relative loss, threshold crossings, the running
-   median ratio). Both against a NumPy loop of the same updates (closed-form
-   gradients, Cholesky solves with SciPy, SVD renormalisation), run by run.
+   loss. Rows:
+
+   * ``renorm_norm=certified_power`` (the default): the renormalisation's
+     ||S^1/2 B S^1/2||_2 from a warm-started power iteration certified by a
+     Cholesky factorisation (the SVD value to rounding; SVD fallback);
+   * ``renorm_norm=svd``: a LAPACK SVD at every step (the previous default);
+   * "E2 step": the E2 experiment's own ``step`` at its defaults (the same
+     update plus its per-step metrics: relative loss, threshold crossings, the
+     running median ratio).
+
+   All against a NumPy loop of the same updates (closed-form gradients,
+   Cholesky solves with SciPy, SVD renormalisation), run by run.
 2. "self" context mode, n = 4096, d = k = 16: 200 SA-PrecGD steps on the
    softmax empirical loss (float32, queries chunked 256 at a time), one run.
 
 Compilation (``lower().compile()``) is timed separately; the time after
-compilation is the minimum over ``--repeats`` calls.
+compilation is the minimum over ``--repeats`` calls, as wall time and as the
+process's CPU time (``time.process_time``; on a loaded machine the CPU time
+of the pinned, single-threaded run is the better estimate of the idle wall
+time). The load average is printed before and after.
 
 CPU pinning: by default the process pins itself to one CPU core
 (``os.sched_setaffinity``) before JAX starts. On the project's shared 2-core
-machine (load 5-10) XLA's CPU thread pool otherwise loses milliseconds per
-operation to thread hand-offs: a batched 15 x 32 x 32 triangular solve took
-1-20 ms unpinned against 0.06-0.4 ms pinned to one core. ``--no_pin`` turns
-this off.
+machine (load 4-10) XLA's CPU thread pool otherwise loses milliseconds per
+operation to thread hand-offs (at load 4-5: 5.4 s unpinned against 1.6 s
+pinned for the population run). ``--no_pin`` turns this off: on an idle
+machine run both and compare (XLA may then run the independent A- and B-side
+solves on two threads).
 
 Usage:
-  python scripts/bench_softmax.py [--repeats=3] [--self_steps=200] [--skip_self] [--no_pin]
+  python scripts/bench_softmax.py [--repeats=3] [--self_steps=200] [--skip_self] [--skip_numpy] [--no_pin]
 
 Prints a table. Target (AC-11): < 1 s for the population run after
 compilation on CPU; < 10 s for 200 self-mode steps on a GPU.
