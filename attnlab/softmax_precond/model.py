@@ -97,10 +97,12 @@ def spectral_norm_certified(X: jax.Array, v0: jax.Array, *, inner: int = 8, tol=
   tol = 4 * n * jnp.finfo(dt).eps if tol is None else tol
   G = jnp.matmul(X.T, X, precision=_HI)
   bad = ~jnp.all(jnp.isfinite(G))
-  v = v0
-  for _ in range(inner):
+
+  def power_step(_, v):
     w = jnp.matmul(G, v, precision=_HI)
-    v = w / jnp.linalg.norm(w)
+    return w / jnp.linalg.norm(w)
+
+  v = jax.lax.fori_loop(0, inner, power_step, v0)
   lam = jnp.dot(v, jnp.matmul(G, v, precision=_HI), precision=_HI)
   ok = jnp.all(jnp.isfinite(jnp.linalg.cholesky(lam * (1 + tol) * jnp.eye(n, dtype=dt) - G))) | bad
 

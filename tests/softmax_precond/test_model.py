@@ -211,26 +211,29 @@ def test_ac8_renormalization(getkey):
     assert float(model.relative_population_loss(p, Sigma, Sh, M)) < 1e-6
 
 
-def test_certified_spectral_norm_equals_svd(getkey):
+def test_certified_spectral_norm_equals_svd():
   """model.spectral_norm_certified (the renormalisation's default) equals the
   LAPACK SVD value to rounding: from a warm start, from a cold start, from a
   start orthogonal to the top singular vector (the certificate fails, so the
   SVD fallback must give the value), for a tiny spectral gap, and NaN for a
-  non-finite matrix, all in one vmapped call (the fallback runs per member)."""
+  non-finite matrix, all in one vmapped call (the fallback runs per member).
+  Test matrices and reference values come from NumPy (nothing else to compile)."""
   with jax.enable_x64(True):
     n = 6
-    Q1, _ = jnp.linalg.qr(jax.random.normal(getkey(), (n, n)))
-    Q2, _ = jnp.linalg.qr(jax.random.normal(getkey(), (n, n)))
-    s_big = jnp.array([3.0, 1.0, 0.7, 0.5, 0.2, 0.1])
-    s_gap = jnp.array([1.0, 1.0 - 1e-9, 0.9, 0.5, 0.2, 0.1])
-    X_big, X_gap = ((Q1 * s[None, :]) @ Q2.T for s in (s_big, s_gap))
-    X_rand = jax.random.normal(getkey(), (n, n))
-    Xs = jnp.stack([X_big, X_big, X_big, X_gap, X_rand, X_rand.at[0, 0].set(jnp.nan)])
-    warm = Q2[:, 0] + 1e-3 * jax.random.normal(getkey(), (n,))
-    v0 = jnp.stack([warm, jnp.ones(n), Q2[:, 1], jnp.ones(n), jnp.ones(n), jnp.ones(n)])
-    s, v = jax.jit(jax.vmap(model.spectral_norm_certified))(Xs, v0)
-    ref = jax.vmap(model.spectral_norm)(Xs[:5])
-    np.testing.assert_allclose(np.asarray(s[:5]), np.asarray(ref), rtol=4 * n * 2.2e-16)
+    rng = np.random.default_rng(0)
+    Q1, _ = np.linalg.qr(rng.standard_normal((n, n)))
+    Q2, _ = np.linalg.qr(rng.standard_normal((n, n)))
+    X_big = (Q1 * np.array([3.0, 1.0, 0.7, 0.5, 0.2, 0.1])[None, :]) @ Q2.T
+    X_gap = (Q1 * np.array([1.0, 1.0 - 1e-9, 0.9, 0.5, 0.2, 0.1])[None, :]) @ Q2.T
+    X_rand = rng.standard_normal((n, n))
+    X_nan = X_rand.copy()
+    X_nan[0, 0] = np.nan
+    Xs = np.stack([X_big, X_big, X_big, X_gap, X_rand, X_nan])
+    warm = Q2[:, 0] + 1e-3 * rng.standard_normal(n)
+    v0 = np.stack([warm, np.ones(n), Q2[:, 1], np.ones(n), np.ones(n), np.ones(n)])
+    s, v = jax.jit(jax.vmap(model.spectral_norm_certified))(jnp.asarray(Xs), jnp.asarray(v0))
+    ref = np.linalg.svd(Xs[:5], compute_uv=False)[:, 0]
+    np.testing.assert_allclose(np.asarray(s[:5]), ref, rtol=4 * n * 2.2e-16)
     np.testing.assert_allclose(np.asarray(s[:3]), 3.0, rtol=4 * n * 2.2e-16)  # incl. the orthogonal start
     assert np.isnan(float(s[5]))
     np.testing.assert_allclose(np.linalg.norm(np.asarray(v[:5]), axis=1), 1.0, rtol=1e-12)
