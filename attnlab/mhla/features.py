@@ -60,14 +60,23 @@ def features_X(Z: jax.Array, length: Optional[jax.Array] = None) -> jax.Array:
   return jnp.reshape(G[:, :, None] * zn[None, None, :], (d, d * d))
 
 
-def features_H_from_gram(G: jax.Array, zn: jax.Array) -> jax.Array:
-  """ℋ from a Gram G: (d, d) and a last token zn: (d,); returns (ψ,)."""
-  chex.assert_rank([G, zn], [2, 1])
-  d = zn.shape[0]
+def gram_factor(G: jax.Array) -> jax.Array:
+  """The Gram half of ℋ: g = (G[j, k] for the pairs j<k in triu order, then
+  G[j, j] for j in [d]) of length d(d+1)/2; G: (..., d, d) -> (..., d(d+1)/2).
+
+  ℋ = g ⊗ z_n, row-major (index ``p * d + l``), see :func:`features_H_from_gram`.
+  """
+  d = G.shape[-1]
   iu0, iu1 = pair_indices(d)
-  pairs = G[iu0, iu1][:, None] * zn[None, :]  # (P, d)
-  singles = jnp.diagonal(G)[:, None] * zn[None, :]  # (d, d)
-  return jnp.concatenate([pairs.reshape(-1), singles.reshape(-1)])
+  return jnp.concatenate([G[..., iu0, iu1], jnp.diagonal(G, axis1=-2, axis2=-1)], axis=-1)
+
+
+def features_H_from_gram(G: jax.Array, zn: jax.Array) -> jax.Array:
+  """ℋ from a Gram G: (d, d) and a last token zn: (d,); returns (ψ,):
+  ``ℋ[p * d + l] = g[p] zn[l]`` with g = :func:`gram_factor` (Alg. 2's order:
+  the pairs {j,k} x l, then the singles j x l)."""
+  chex.assert_rank([G, zn], [2, 1])
+  return (gram_factor(G)[:, None] * zn[None, :]).reshape(-1)
 
 
 def features_H(Z: jax.Array, length: Optional[jax.Array] = None) -> jax.Array:

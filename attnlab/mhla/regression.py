@@ -31,6 +31,7 @@ import chex
 import jax
 import jax.numpy as jnp
 import jax.scipy.linalg as jsl
+import numpy as np
 
 from attnlab.mhla import features as F
 
@@ -73,6 +74,40 @@ def _chunk_rows(Zc, Yc, Lc, labels: str):
   return H.reshape(-1, H.shape[-1]), Y.reshape(-1, Y.shape[-1])
 
 
+_PRODUCT_BYTES = 64 * 2**20
+
+
+def _chunk_factors(Zc, Yc, Lc, labels: str):
+  """The Kronecker factors of a chunk's feature rows, ℋ_r = g_r ⊗ z_r:
+  g (m, d(d+1)/2) (:func:`features.gram_factor`), z (m, d), and labels (m, d_out).
+  Masked positions (``labels="all"`` beyond a length) get z = 0 and y = 0."""
+  if labels == "last":
+    zn = jax.vmap(F.last_token)(Zc) if Lc is None else jax.vmap(F.last_token)(Zc, Lc)
+    return F.gram_factor(jnp.einsum("cin,cjn->cij", Zc, Zc, precision=_HI)), zn, Yc
+  S = jax.vmap(F.prefix_grams)(Zc)  # (c, n, d, d)
+  z = jnp.swapaxes(Zc, 1, 2)  # (c, n, d)
+  Y = jnp.swapaxes(Yc, 1, 2)  # (c, n, d_out)
+  if Lc is not None:
+    n = Zc.shape[2]
+    mask = (jnp.arange(n)[None, :] < Lc[:, None]).astype(Zc.dtype)
+    z = z * mask[..., None]
+    Y = Y * mask[..., None]
+  g = F.gram_factor(S)
+  return g.reshape(-1, g.shape[-1]), z.reshape(-1, z.shape[-1]), Y.reshape(-1, Y.shape[-1])
+
+
+def _gram_from_products(M: jax.Array, P: int, d: int) -> jax.Array:
+  """A = Σ ℋℋ^T (ψ, ψ) from M[(p<=q), (l<=m)] = Σ g_p g_q z_l z_m (triu orders)."""
+  ip = np.zeros((P, P), np.int32)
+  ip[np.triu_indices(P)] = np.arange(P * (P + 1) // 2)
+  ip = np.maximum(ip, ip.T)
+  il = np.zeros((d, d), np.int32)
+  il[np.triu_indices(d)] = np.arange(d * (d + 1) // 2)
+  il = np.maximum(il, il.T)
+  A = M[ip[:, None, :, None], il[None, :, None, :]]  # (P, d, P, d)
+  return A.reshape(P * d, P * d)
+
+
 def _pad_chunks(x: jax.Array, chunk: int) -> jax.Array:
   """Zero-pad axis 0 to a multiple of ``chunk`` and reshape to (n_chunks, chunk, ...)."""
   N = x.shape[0]
@@ -93,30 +128,43 @@ def normal_equations(Zs: jax.Array, Ys: jax.Array, lengths: Optional[jax.Array] 
     lengths: optional (N,) int true lengths.
     labels: ``"last"`` or ``"all"``.
     chunk: sequences per scan step (zero padding at the end is exact: a zero
-      sequence has zero features and a zero label).
+      sequence has zero features and a zero label); capped so that one chunk's
+      products g_p g_q take at most 64 MiB.
+
+  The Gram is accumulated through the Kronecker structure of ℋ: with
+  g = (G[j<k], diag G) ∈ R^P (P = d(d+1)/2) and z the last token, ℋ = g ⊗ z
+  (row-major, Alg. 2's order), so A[(p,l),(q,m)] = Σ g_p g_q z_l z_m. Only the
+  distinct products are summed, M = Σ (g_p g_q)_{p<=q} (z_l z_m)_{l<=m}^T, a
+  (P(P+1)/2) x (d(d+1)/2) matrix (about ψ²/4 entries and 2N·ψ²/4 flops
+  instead of 2N·ψ²), and A is gathered from M; it is exactly symmetric.
   """
   chex.assert_rank(Zs, 3)
   N, d, n = Zs.shape
   chex.assert_rank(Ys, 2 if labels == "last" else 3)
   psi = F.psi_dim(d)
   d_out = Ys.shape[1]
-  chunk = max(1, min(chunk, N))
+  rows = 1 if labels == "last" else n  # feature rows per sequence
+  P = d * (d + 1) // 2
+  chunk = max(1, min(chunk, N, _PRODUCT_BYTES // (rows * (P * (P + 1) // 2) * Zs.dtype.itemsize)))
   Zc = _pad_chunks(Zs, chunk)
   Yc = _pad_chunks(Ys.astype(Zs.dtype), chunk)
   Lc = None if lengths is None else _pad_chunks(jnp.maximum(lengths, 1), chunk)
+  pu, pv = np.triu_indices(P)  # the distinct products g_p g_q, p <= q
+  lu, lv = np.triu_indices(d)  # the distinct products z_l z_m, l <= m
 
   def body(carry, xs):
-    A, B, yy, ys = carry
+    M, B, yy, ys = carry
     Z, Y, L = xs
-    H, Yr = _chunk_rows(Z, Y, L, labels)
-    A = A + jnp.einsum("mp,mq->pq", H, H, precision=_HI)
-    B = B + jnp.einsum("mp,ma->pa", H, Yr, precision=_HI)
-    return (A, B, yy + jnp.sum(Yr * Yr), ys + jnp.sum(Yr, axis=0)), None
+    g, z, Yr = _chunk_factors(Z, Y, L, labels)
+    M = M + jnp.einsum("mi,mj->ij", g[:, pu] * g[:, pv], z[:, lu] * z[:, lv], precision=_HI)
+    B = B + jnp.einsum("mp,ml,ma->pla", g, z, Yr, precision=_HI).reshape(psi, -1)
+    return (M, B, yy + jnp.sum(Yr * Yr), ys + jnp.sum(Yr, axis=0)), None
 
   dt = Zs.dtype
-  init = (jnp.zeros((psi, psi), dt), jnp.zeros((psi, d_out), dt), jnp.zeros((), dt), jnp.zeros((d_out,), dt))
-  (A, B, yy, ys), _ = jax.lax.scan(body, init, (Zc, Yc, Lc))
-  A = 0.5 * (A + A.T)
+  init = (jnp.zeros((len(pu), len(lu)), dt), jnp.zeros((psi, d_out), dt), jnp.zeros((), dt),
+          jnp.zeros((d_out,), dt))
+  (M, B, yy, ys), _ = jax.lax.scan(body, init, (Zc, Yc, Lc))
+  A = _gram_from_products(M, P, d)
   if labels == "last":
     count = jnp.asarray(N, dt)
   else:

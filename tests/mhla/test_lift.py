@@ -105,3 +105,28 @@ def test_c4_certificate_basics(rng):
   assert float(c_small.lambda_min) < 1e-10 * float(c_small.lambda_max) and not bool(c_small.identifiable)
   # Scaling Z by s multiplies λ_min by s^6.
   assert abs(float(c_s.lambda_min) / float(cert.lambda_min) / 1.7 ** 6 - 1) < 1e-8
+
+
+@jax.jit
+def _streamed_vs_design(Z, L, Y_last, Y_all):
+  out = {}
+  for labels, Y in (("last", Y_last), ("all", Y_all)):
+    ne = R.normal_equations(Z, Y, L, labels, chunk=4)  # 3 chunks, the last one zero-padded
+    H, Yr = R.design(Z, Y, L, labels)
+    out[labels] = (ne.A, H.T @ H, ne.B, H.T @ Yr)
+  return out
+
+
+def test_streamed_gram_equals_design_gram(rng):
+  """The Gram accumulated from the Kronecker factors ℋ = g ⊗ z equals ℋᵀℋ of the
+  explicit design (last-token and all-prefix rows, zero-padded sequences), and
+  is exactly symmetric."""
+  N, d, n = 10, 3, 5
+  L = rng.integers(1, n + 1, size=N)
+  Z = rng.normal(size=(N, d, n)) * (np.arange(n)[None, None, :] < L[:, None, None])
+  out = _streamed_vs_design(Z, L, rng.normal(size=(N, 2)), rng.normal(size=(N, 2, n)))
+  for labels, (A, A0, B, B0) in out.items():
+    assert A.shape == A0.shape == (F.psi_dim(d), F.psi_dim(d)), labels
+    np.testing.assert_allclose(np.asarray(A), np.asarray(A0), rtol=1e-13, atol=1e-13 * float(jnp.max(A0)))
+    np.testing.assert_allclose(np.asarray(B), np.asarray(B0), rtol=1e-13, atol=1e-13 * float(jnp.max(jnp.abs(B0))))
+    assert bool(jnp.all(A == A.T)), labels
