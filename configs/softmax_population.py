@@ -66,7 +66,7 @@ def get_config(arg=None):
       renorm="spectral_to_beta",  # none | spectral_to_beta
       beta=1.0,  # renormalisation target ||S^1/2 B S^1/2||_2 (scale-free on this objective)
       renorm_norm="certified_power",  # how ||S^1/2 B S^1/2||_2 is evaluated: certified_power (warm-started,
-      # Cholesky-certified power iteration = the SVD value to rounding, ~10x cheaper) | svd (LAPACK)
+      # Cholesky-certified power iteration = the SVD value to rounding, 4-7x cheaper) | svd (LAPACK)
       perturb=0.1,  # spectral-init perturbation, in units of perturb_unit
       perturb_unit="sigma_min",  # sigma_min | sigma_max (of M Sigma^{1/2})
       # baselines  [reconstructed, §5.3 / §7.2]

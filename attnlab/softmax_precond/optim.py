@@ -184,7 +184,7 @@ def renormalize(kind: Renorm, beta, Sigma_half: jax.Array, norm: RenormNorm = "c
     power iteration warm-started from the previous step's vector (carried in
     the state, :class:`RenormState`) and certified by a Cholesky factorisation,
     i.e. the SVD value to rounding (<= ~2 d eps relative), falling back to the
-    SVD when the certificate fails. About 10x cheaper than an SVD per step at
+    SVD when the certificate fails. 4-7x cheaper than an SVD per step at
     d = 32 (see experiments/softmax_precond/README.md, benchmark).
   * ``svd``: LAPACK SVD at every step.
   """
