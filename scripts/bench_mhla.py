@@ -3,13 +3,13 @@
 attnlab: features ℋ, the Gram A = Σℋℋᵀ streamed with lax.scan (from the
 Kronecker factors ℋ = g ⊗ z, see ``regression.normal_equations``), Cholesky +
 refinement, the certificate (eigvalsh of Λ_D) and the SVD fold into heads, one
-jitted program; the time excludes compilation (reported separately) and is the
-best of ``--repeats``. Peak memory: the compiled program's temporaries and
+jitted program; the time excludes compilation (reported separately). Both
+methods are timed in ``--repeats`` interleaved rounds (attnlab, naive) after
+one untimed run each, and each time is the best of its rounds. Peak memory: the compiled program's temporaries and
 outputs (``memory_analysis()``), inputs excluded.
 
 Naive: ``numpy.linalg.lstsq`` on the explicit N x d³ design vec 𝒳(Z) (the
-paper's features with their duplicate columns), d outputs; the time is the
-best of ``--repeats`` after one untimed run. Peak memory: ``tracemalloc`` over
+paper's features with their duplicate columns), d outputs. Peak memory: ``tracemalloc`` over
 building the design and solving (NumPy registers its buffers with
 tracemalloc), inputs excluded.
 
@@ -53,22 +53,15 @@ def attnlab_fit(Z, Y, chunk):
   return fit.p, fit.cert.lambda_min, Vh, Qh, nh
 
 
-def bench_attnlab(Z, Y, repeats, chunk):
-  with jax.enable_x64(True):
-    Zj, Yj = jnp.asarray(Z), jnp.asarray(Y)
-    t0 = time.perf_counter()
-    compiled = jax.jit(attnlab_fit, static_argnums=2).lower(Zj, Yj, chunk).compile()
-    t_compile = time.perf_counter() - t0
-    mem = compiled.memory_analysis()
-    peak = (mem.temp_size_in_bytes + mem.output_size_in_bytes) if mem is not None else float("nan")
-    times = []
-    for _ in range(repeats):
-      t0 = time.perf_counter()
-      out = jax.block_until_ready(compiled(Zj, Yj))
-      times.append(time.perf_counter() - t0)
-    p = out[0]
-    rel = float(R.rel_mse(p, Zj, Yj))
-  return min(times), t_compile, peak, rel
+def compile_attnlab(Z, Y, chunk):
+  """The jitted Algorithm 1 program, its compile time and peak memory (x64 on)."""
+  Zj, Yj = jnp.asarray(Z), jnp.asarray(Y)
+  t0 = time.perf_counter()
+  compiled = jax.jit(attnlab_fit, static_argnums=2).lower(Zj, Yj, chunk).compile()
+  t_compile = time.perf_counter() - t0
+  mem = compiled.memory_analysis()
+  peak = (mem.temp_size_in_bytes + mem.output_size_in_bytes) if mem is not None else float("nan")
+  return (lambda: jax.block_until_ready(compiled(Zj, Yj))), t_compile, peak, Zj, Yj
 
 
 def _naive_fit(Z, Y):
@@ -79,20 +72,21 @@ def _naive_fit(Z, Y):
   return X, M
 
 
-def bench_naive(Z, Y, repeats):
+def naive_peak_and_rel(Z, Y):
+  """Peak memory of one naive fit (tracemalloc) and its train relative MSE."""
   tracemalloc.start()
   X, M = _naive_fit(Z, Y)
   _, peak = tracemalloc.get_traced_memory()
   tracemalloc.stop()
-  times = []
-  for _ in range(repeats):  # best of ``repeats``, as for attnlab
-    t0 = time.perf_counter()
-    _naive_fit(Z, Y)
-    times.append(time.perf_counter() - t0)
-  t = min(times)
   res = X @ M - Y
   rel = float(np.sum(res ** 2) / np.sum((Y - Y.mean(0)) ** 2))
-  return t, peak, rel
+  return peak, rel
+
+
+def timed(f) -> float:
+  t0 = time.perf_counter()
+  f()
+  return time.perf_counter() - t0
 
 
 def main():
@@ -100,7 +94,7 @@ def main():
   ap.add_argument("--d", type=int, nargs="+", default=[4, 8, 12, 16])
   ap.add_argument("--N", type=int, default=10_000)
   ap.add_argument("--n", type=int, default=20)
-  ap.add_argument("--repeats", type=int, default=2)
+  ap.add_argument("--repeats", type=int, default=3)
   ap.add_argument("--chunk", type=int, default=512)
   ap.add_argument("--naive_max_d", type=int, default=16, help="skip the naive baseline above this d")
   a = ap.parse_args()
@@ -109,16 +103,28 @@ def main():
          f"{'naive s':>8} {'peak MiB':>9} {'rel-MSE':>8} | {'speedup':>7}")
   print(hdr)
   print("-" * len(hdr))
-  for d in a.d:
-    Z, Y = data(d, a.N, a.n)
-    t, tc, peak, rel = bench_attnlab(Z, Y, a.repeats, a.chunk)
-    if d <= a.naive_max_d:
-      tn, peakn, reln = bench_naive(Z, Y, a.repeats)
-      naive = f"{tn:8.2f} {peakn / 2**20:9.1f} {reln:8.1e} | {tn / t:6.1f}x"
-    else:
-      naive = f"{'-':>8} {'-':>9} {'-':>8} | {'-':>7}"
-    print(f"{d:3d} {F.psi_dim(d):6d} {d ** 3:6d} | {t:9.3f} {tc:9.2f} {peak / 2**20:9.1f} {rel:8.1e} | {naive}",
-          flush=True)
+  with jax.enable_x64(True):
+    for d in a.d:
+      Z, Y = data(d, a.N, a.n)
+      run, tc, peak, Zj, Yj = compile_attnlab(Z, Y, a.chunk)
+      rel = float(R.rel_mse(run()[0], Zj, Yj))
+      naive_on = d <= a.naive_max_d
+      if naive_on:
+        peakn, reln = naive_peak_and_rel(Z, Y)
+      # Interleaved (attnlab, naive) repeats, best of each: on a shared machine both
+      # see the same load, so the ratio is more stable than either time.
+      t, tn = [], []
+      for _ in range(a.repeats):
+        t.append(timed(run))
+        if naive_on:
+          tn.append(timed(lambda: _naive_fit(Z, Y)))
+      t = min(t)
+      if naive_on:
+        naive = f"{min(tn):8.2f} {peakn / 2**20:9.1f} {reln:8.1e} | {min(tn) / t:6.1f}x"
+      else:
+        naive = f"{'-':>8} {'-':>9} {'-':>8} | {'-':>7}"
+      print(f"{d:3d} {F.psi_dim(d):6d} {d ** 3:6d} | {t:9.3f} {tc:9.2f} {peak / 2**20:9.1f} {rel:8.1e} | {naive}",
+            flush=True)
 
 
 if __name__ == "__main__":
