@@ -6,7 +6,7 @@ d = 4 (D = 8, n = 5 tokens, psi = 288), N = 2^14 samples per data set, exact
 
 Default (Fig. 2a, one-shot, float64; 5 fractions x 2 seeds, one program):
   python -m attnlab.run --config=configs/mhla_assoc_memory.py --workdir=/tmp/mhla_am
-Runtime: 94 s on 2 busy CPU cores.
+Runtime: 11 s wall on 2 CPU cores at load ~1 (94 s on busy cores).
 Expected (summary.json, measured): lambda_min 0.061 at 0.95, 0.029 at 0.97,
 4.2e-3 at 0.99, 6.5e-4 at 0.995 and ~-5e-15 at 1.0 (null space of dimension 40);
 c5_lambda_min_monotone_decreasing = true; the exact solvers' p-distance ~1e-13

@@ -10,8 +10,8 @@ Command:
   # any d <= 8, H <= 4 (N = 3000 >= 2 psi up to d = 8):
   python -m attnlab.run --config=configs/mhla_fit.py --workdir=/tmp/mhla_fit8 --config.d=8 --config.heads_teacher=4
 
-Runtime: 7-45 s on 2 busy CPU cores (d = 6 or 8), mostly compilation (less with a warm
-compilation cache); the fit itself 0.18 s (d = 6) and 1.4 s (d = 8).
+Runtime: 6 s wall on 2 CPU cores at load ~1 (d = 6 or 8; up to 45 s on busy cores),
+mostly compilation; the fit itself 0.01 s (d = 6) and 0.03 s (d = 8).
 
 Expected result (summary.json, medians over seeds): train_rel_mse ~ 1e-30
 (< 1e-16), test_rel_mse ~ 1e-30 at lengths 3, 12 and 50 (< 1e-12),

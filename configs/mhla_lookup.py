@@ -7,7 +7,7 @@ with the minimum-norm solver (``eigh_pinv``), float64.
 
 Command:
   python -m attnlab.run --config=configs/mhla_lookup.py --workdir=/tmp/mhla_lookup
-Runtime: 35 s on 2 busy CPU cores.
+Runtime: 5 s wall on 2 CPU cores at load ~1 (35 s on busy cores).
 
 Expected result (summary.json, measured): lambda_min ~ 0 (null space 291 of
 psi = 405: one-hot data are rank-deficient), train_rel_mse ~ 6e-28,
