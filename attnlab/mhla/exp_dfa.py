@@ -23,15 +23,13 @@ T the sequence length) at the first logged step where the held-out ``acc``
 reaches ``acc_target`` (0.99); null if it never does within the budget. The
 paper's measure is the size of a training set (L x #examples, 100 epochs); ours
 is the token count of a single training run on a pool of ``n_train`` traces
-[reconstructed]. ``figures`` computes it from the logs and merges
-``tokens_to_target`` (per point: per seed and the median, where a seed that
-never reaches the target counts as +inf, and an infinite median is null) into
-``summary.json``; it draws ``fig4_dfa.png`` and ``dfa_accuracy.png``.
+[reconstructed]. The engine's ``summarize_logs`` hook computes it from the
+logs and puts ``tokens_to_target`` (per point: per seed and the median, where a
+seed that never reaches the target counts as +inf, and an infinite median is
+null) into ``summary.json``; ``figures`` draws ``fig4_dfa.png`` and
+``dfa_accuracy.png``.
 """
 from __future__ import annotations
-
-import json
-import pathlib
 
 import jax
 import jax.numpy as jnp
@@ -126,12 +124,13 @@ def experiment(cfg) -> Iterative:
     return {"acc": acc, "acc_state": acc_state, "eval_loss": loss}
 
   return Iterative(init=init, step=step, evaluate=evaluate, make_data=make_data,
-                   hparams=("lr", "weight_decay"), summarize=summarize, figures=figures,
+                   hparams=("lr", "weight_decay"), summarize=summarize, summarize_logs=summarize_logs,
+                   figures=figures,
                    plot_metrics=("loss", "acc"), log_x=False)
 
 
 def summarize(cfg, runs):
-  """Final held-out accuracy medians per point (tokens-to-target: see :func:`figures`)."""
+  """Final held-out accuracy medians per point (tokens-to-target: see :func:`summarize_logs`)."""
   out: dict = {}
   for r in runs:
     if r["status"] == "ok":
@@ -164,22 +163,23 @@ def tokens_to_target(cfg, logs) -> dict:
   return out
 
 
+def summarize_logs(cfg, logs) -> dict:
+  """The engine's ``summarize_logs`` hook: :func:`tokens_to_target`, the target
+  and the token budget per point."""
+  ttt = tokens_to_target(cfg, logs)
+  return {"tokens_to_target": ttt, "acc_target": cfg.acc_target,
+          "token_budget_per_point": {k: cfg.steps * cfg.batch * v["seq_len"] for k, v in ttt.items()}}
+
+
 def figures(cfg, logs, outdir):
   """fig4_dfa.png (tokens to ``acc_target`` against Q, L and V around the base point,
   per seed and median; never-reached seeds drawn as open markers at the budget)
-  and dfa_accuracy.png (held-out accuracy curves). Merges ``tokens_to_target``
-  into summary.json."""
+  and dfa_accuracy.png (held-out accuracy curves)."""
   import matplotlib.pyplot as plt
   from attnlab.engine import plotting
   if not logs.settings():
     return []
   ttt = tokens_to_target(cfg, logs)
-  p = pathlib.Path(outdir) / "summary.json"
-  summ = json.loads(p.read_text()) if p.exists() else {}
-  summ["tokens_to_target"] = ttt
-  summ["acc_target"] = cfg.acc_target
-  summ["token_budget_per_point"] = {k: cfg.steps * cfg.batch * v["seq_len"] for k, v in ttt.items()}
-  p.write_text(json.dumps(summ, indent=1, sort_keys=True))
   base = tuple(int(x) for x in str(cfg.dfa_base).split(","))
   figs = []
   fig, axes = plt.subplots(1, 3, figsize=(11, 3.2), sharey=True)

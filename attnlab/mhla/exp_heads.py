@@ -100,7 +100,8 @@ def experiment(cfg) -> Iterative:
     return _data(key, d, d_out, N, n, Ht, t_std, z_std)
 
   return Iterative(init=init, step=step, evaluate=evaluate, make_data=make_data,
-                   hparams=("lr", "init_std", "weight_decay"), summarize=summarize, figures=figures,
+                   hparams=("lr", "init_std", "weight_decay"), summarize=summarize,
+                   summarize_logs=summarize_logs, figures=figures,
                    plot_metrics=("rel_mse",), log_x=True)
 
 
@@ -180,28 +181,10 @@ def triple_pass_fraction(h1, h16, factor: float = 100.0) -> float:
   return float(np.mean(np.median(h1[idx], 1) / np.median(h16[idx], 1) >= factor))
 
 
-def figures(cfg, logs, outdir):
-  """fig1_heads.png: rel_mse against step per model (median + IQR over seeds), one
-  panel per (d, n_train, d_out, lr, init_std, init_rule), with Algorithm 1's
-  relMSE as a dashed line.
-
-  Also merges ``c7_ratio_by_step`` into summary.json: per panel with both
-  mhla:1 and mhla:16, the seed-median relMSE of each and their ratio at every
-  common logged step, and (with more than 3 seeds) the fraction of seed
-  triples on which the 3-seed C7 check passes (:func:`triple_pass_fraction`)."""
-  import json
-  import pathlib
-  import matplotlib.pyplot as plt
-  from attnlab.engine import plotting
-  settings = logs.settings()
-  if not settings:
-    return []
-  summ = {}
-  p = pathlib.Path(outdir) / "summary.json"
-  if p.exists():
-    summ = json.loads(p.read_text()).get("alg1_rel_mse_median", {})
+def _panels(cfg, logs) -> dict:
+  """Runs grouped by panel: (d, n_train, d_out, lr, init_std, init_rule) -> [(model, run ids)]."""
   panels: dict = {}
-  for s, ids in settings.items():
+  for s, ids in logs.settings().items():
     c = dict(s)
     d = c.get("d", cfg.d)
     d_out_f = c.get("d_out", cfg.d_out)
@@ -209,10 +192,19 @@ def figures(cfg, logs, outdir):
     key = (d, c.get("n_train", cfg.n_train), d_out, c.get("lr", cfg.lr), c.get("init_std", cfg.init_std),
            c.get("init_rule", cfg.init_rule))
     panels.setdefault(key, []).append((c.get("model", cfg.model), ids))
-  keys = sorted(panels)
+  return panels
+
+
+def summarize_logs(cfg, logs) -> dict:
+  """The engine's ``summarize_logs`` hook: ``c7_ratio_by_step``.
+
+  Per panel with both mhla:1 and mhla:16, the seed-median relMSE of each and
+  their ratio at every common logged step, and (with more than 3 seeds) the
+  fraction of seed triples on which the 3-seed C7 check passes
+  (:func:`triple_pass_fraction`)."""
   by_step = {}
-  for key in keys:
-    ms = dict(panels[key])
+  for key, models in sorted(_panels(cfg, logs).items()):
+    ms = dict(models)
     if "mhla:1" in ms and "mhla:16" in ms:
       s1, Y1 = logs.curves(_by_seed(logs, ms["mhla:1"]), "rel_mse")
       s16, Y16 = logs.curves(_by_seed(logs, ms["mhla:16"]), "rel_mse")
@@ -226,10 +218,25 @@ def figures(cfg, logs, outdir):
           if Y1.shape[0] == Y16.shape[0] > 3:  # seeds aligned by _by_seed
             entry[str(int(t))]["fraction_of_seed_triples_ge_100"] = triple_pass_fraction(Y1[:, j], Y16[:, j])
       by_step[f"d={key[0]},N={key[1]},d_out={key[2]},{_hkey(key[3], key[4], key[5])}"] = entry
-  if by_step and p.exists():  # merged into summary.json (it needs the logged curves, not only finals)
-    full = json.loads(p.read_text())
-    full["c7_ratio_by_step"] = by_step
-    p.write_text(json.dumps(full, indent=1, sort_keys=True))
+  return {"c7_ratio_by_step": by_step} if by_step else {}
+
+
+def figures(cfg, logs, outdir):
+  """fig1_heads.png: rel_mse against step per model (median + IQR over seeds), one
+  panel per (d, n_train, d_out, lr, init_std, init_rule), with Algorithm 1's
+  relMSE (from summary.json) as a dashed line."""
+  import json
+  import pathlib
+  import matplotlib.pyplot as plt
+  from attnlab.engine import plotting
+  panels = _panels(cfg, logs)
+  if not panels:
+    return []
+  summ = {}
+  p = pathlib.Path(outdir) / "summary.json"
+  if p.exists():
+    summ = json.loads(p.read_text()).get("alg1_rel_mse_median", {})
+  keys = sorted(panels)
   ncol = min(4, len(keys))
   nrow = -(-len(keys) // ncol)
   fig, axes = plt.subplots(nrow, ncol, squeeze=False, figsize=(3.8 * ncol, 3.0 * nrow))

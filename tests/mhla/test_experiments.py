@@ -102,3 +102,29 @@ def test_fit_smoke_cli_summary(repo_root, tmp_path):
   runs = [json.loads(l) for l in (tmp_path / "fit" / "runs.jsonl").read_text().splitlines()]
   assert len(runs) == 1 and len(runs[0]["final"]["test_rel_mse"]) == 2
   assert (tmp_path / "fit" / "singular_values.png").stat().st_size > 0
+
+
+def test_heads_summarize_logs_c7_ratio_by_step(repo_root):
+  """The summarize_logs hook pairs H = 1 and H = 16 curves by seed and reports the
+  seed-median ratio at every common positive step (step 0 is skipped)."""
+  import numpy as np
+  from attnlab.mhla import exp_heads
+  cfg = _config(repo_root, "mhla_heads", "c7")
+  steps = np.array([0, 10, 20])
+  curves = {"a0": [1.0, 1.0, 0.5], "a1": [1.0, 1.0, 0.7], "b0": [1.0, 1e-2, 1e-3], "b1": [1.0, 1e-2, 1e-4]}
+
+  class Logs:
+    runs = [{"run_id": r, "seed": int(r[1])} for r in ("a0", "a1", "b0", "b1")]
+
+    def settings(self):
+      return {(("model", "mhla:1"),): ["a1", "a0"], (("model", "mhla:16"),): ["b0", "b1"]}
+
+    def curves(self, ids, metric):
+      assert metric == "rel_mse"
+      return steps, np.array([curves[i] for i in ids])
+
+  out = exp_heads.summarize_logs(cfg, Logs())["c7_ratio_by_step"]
+  (panel,) = out.values()
+  assert sorted(panel) == ["10", "20"]
+  assert panel["10"]["ratio"] == pytest.approx(100.0)
+  assert panel["20"]["h1"] == pytest.approx(0.6) and panel["20"]["h16"] == pytest.approx(5.5e-4)
