@@ -5,7 +5,8 @@ random inputs (per-input reverse mode, row normalisation, QR + SVD; tolerance
 rank and largest-gap rank must agree with a gap >= ``min_gap``) and compares
 it with the formula (spec §3.3-§3.4), which is only applied inside (B1)-(B3).
 An unreliable softmax estimate is repeated once at the same draw rescaled
-layer by layer (``fallback="calibrated"``); for lightning networks the
+layer by layer, with the Jacobian's columns equilibrated per weight matrix
+(``fallback="calibrated"``); for lightning networks the
 reported dimension is the exact Jacobian rank over F_p
 (``lightning_exact=True``), the float64 one is kept beside it.
 

@@ -136,8 +136,49 @@ def jacobian(theta: jax.Array, X: jax.Array, arch: gm.Arch, temperature=1.0, mod
   return per_input.reshape(X.shape[0] * arch.out_size, arch.num_params)
 
 
-def rank_stats(J: jax.Array, min_gap=1e6, row_normalize: bool = True) -> dict[str, jax.Array]:
+def _normalize_rows(J: jax.Array) -> jax.Array:
+  norms = jnp.linalg.norm(J, axis=1, keepdims=True)
+  return J / jnp.maximum(norms, jnp.finfo(J.dtype).tiny)
+
+
+EQUILIBRATE_ROUNDS = 4
+
+
+def equilibrate(J: jax.Array, col_blocks: np.ndarray, rounds: int = EQUILIBRATE_ROUNDS) -> jax.Array:
+  """Row-normalise J, then ``rounds`` times rescale its columns block by block
+  and row-normalise again; ``J: (m, P)``, ``col_blocks: (P,)`` static ints
+  (:func:`attnlab.geometry.model.param_blocks`: one block per weight matrix).
+
+  Each block of columns is multiplied by the power of two nearest to the
+  inverse of its RMS column norm, so J -> J D with D diagonal and exact in
+  floating point: the rank is unchanged, and so is each entry's relative
+  rounding error. Deep softmax stacks need it because an early layer's
+  influence on the output shrinks or grows geometrically with depth, which
+  spreads the singular values over many decades without changing the rank;
+  one scale per weight matrix (not per column) cannot blow a column of pure
+  rounding noise up to unit size. Not in the spec (its procedure normalises
+  rows only); used by the calibrated fallback (:func:`second_attempt_reliable`).
+  """
+  chex.assert_rank(J, 2)
+  col_blocks = np.asarray(col_blocks)
+  chex.assert_shape(col_blocks, (J.shape[1],))
+  n_blocks = int(col_blocks.max()) + 1
+  count = jnp.asarray(np.maximum(np.bincount(col_blocks, minlength=n_blocks), 1), J.dtype)
+  tiny = jnp.finfo(J.dtype).tiny
+  J = _normalize_rows(J)
+  for _ in range(rounds):
+    rms = jnp.sqrt(jax.ops.segment_sum(jnp.sum(J * J, axis=0), col_blocks, n_blocks) / count)
+    scale = jnp.where(rms > tiny, jnp.exp2(-jnp.round(jnp.log2(jnp.maximum(rms, tiny)))), 1.0)
+    J = _normalize_rows(J * scale[col_blocks][None, :])
+  return J
+
+
+def rank_stats(J: jax.Array, min_gap=1e6, row_normalize: bool = True,
+               col_blocks: np.ndarray | None = None) -> dict[str, jax.Array]:
   """Step 4-5 on one Jacobian ``J: (m, P)``.
+
+  ``col_blocks`` (static, optional): equilibrate rows and column blocks first
+  (:func:`equilibrate`; rows are then normalised whatever ``row_normalize``).
 
   Returns a dict of arrays: ``rank_tol``, ``rank_gap`` (int32), ``gap_log10``
   (float; ``-log10(tiny)``, about 308 in float64, when J = 0, so that
@@ -146,9 +187,10 @@ def rank_stats(J: jax.Array, min_gap=1e6, row_normalize: bool = True) -> dict[st
   """
   chex.assert_rank(J, 2)
   m, p = J.shape
-  if row_normalize:
-    norms = jnp.linalg.norm(J, axis=1, keepdims=True)
-    J = J / jnp.maximum(norms, jnp.finfo(J.dtype).tiny)
+  if col_blocks is not None:
+    J = equilibrate(J, col_blocks)
+  elif row_normalize:
+    J = _normalize_rows(J)
   # A tall J (m >> P, e.g. 7500 x 280 in Figure 3) is first reduced to its
   # Householder R factor (P x P, same singular values up to eps ||J||, i.e.
   # backward stable); the SVD of R is then cheap.
@@ -206,15 +248,21 @@ def draw(key: jax.Array, arch: gm.Arch, n_inputs: int, trials: int = 1, init: st
 
 
 def estimate_from_data(data: dict[str, jax.Array], arch: gm.Arch, temperature=1.0, min_gap=1e6,
-                       row_normalize: bool = True, jacobian_mode: str = "rev") -> dict[str, jax.Array]:
+                       row_normalize: bool = True, jacobian_mode: str = "rev",
+                       equilibrate: bool = False) -> dict[str, jax.Array]:
   """Steps 2-6 over the trials in ``data`` (from :func:`draw`); jittable.
+
+  ``equilibrate`` (static): rescale J's column blocks, one per weight matrix,
+  before the rank (:func:`equilibrate`; not in the spec).
 
   Returns the :func:`rank_stats` keys for the selected trial (the one with the
   largest ``rank_tol``, the first on ties), ``reliable`` over all trials, and
   per-trial ``rank_tol_trials``, ``rank_gap_trials``, ``gap_log10_trials``.
   """
   chex.assert_rank(data["theta"], 2)
-  one = lambda th, X: rank_stats(jacobian(th, X, arch, temperature, jacobian_mode), min_gap, row_normalize)
+  col_blocks = gm.param_blocks(arch) if equilibrate else None
+  one = lambda th, X: rank_stats(jacobian(th, X, arch, temperature, jacobian_mode), min_gap, row_normalize,
+                                 col_blocks)
   if data["theta"].shape[0] == 1:  # no vmap: batched QR/SVD cost ~0.4 s more to compile
     stats = jax.tree.map(lambda v: v[None], one(data["theta"][0], data["X"][0]))
   else:
@@ -283,7 +331,7 @@ def calibrate_params(theta: jax.Array, X: jax.Array, arch: gm.Arch, score_std=3.
 
 
 def estimate_run(key, init_std, temperature, min_gap, score_std=3.0, *, arch, n_inputs, trials, init="fan_in",
-                 row_normalize=True, jacobian_mode="rev", calibrate=False):
+                 row_normalize=True, jacobian_mode="rev", calibrate=False, equilibrate=False):
   """One run: :func:`draw` + :func:`estimate_from_data` (traceable, vmappable over runs).
 
   ``key`` is a run key; ``init_std``, ``temperature``, ``min_gap`` and
@@ -291,20 +339,21 @@ def estimate_run(key, init_std, temperature, min_gap, score_std=3.0, *, arch, n_
   (:class:`attnlab.engine.experiment.OneShot` with ``jit=True``); the trials
   are vmapped inside :func:`estimate_from_data`. ``calibrate=True`` (static)
   estimates at the same draw rescaled by :func:`calibrate_params`
-  (``score_std``): the second attempt of the fallback (:func:`second_attempt_reliable`).
+  (``score_std``): the second attempt of the fallback (:func:`second_attempt_reliable`),
+  which also passes ``equilibrate=True`` (static; :func:`equilibrate`).
   """
   data = draw(key, arch, n_inputs, trials, init, init_std)
   if calibrate:
     data["theta"] = jax.vmap(lambda th, X: calibrate_params(th, X, arch, score_std, temperature))(data["theta"],
                                                                                                 data["X"])
-  return estimate_from_data(data, arch, temperature, min_gap, row_normalize, jacobian_mode)
+  return estimate_from_data(data, arch, temperature, min_gap, row_normalize, jacobian_mode, equilibrate)
 
 
 estimate_kernel = jax.jit(estimate_run, static_argnames=("arch", "n_inputs", "trials", "init", "row_normalize",
-                                                         "jacobian_mode", "calibrate"),
+                                                         "jacobian_mode", "calibrate", "equilibrate"),
                           compiler_options=COMPILER_OPTIONS)
 estimate_kernel.__doc__ = """``jit(estimate_run)`` (static: ``arch, n_inputs, trials, init, row_normalize,
-jacobian_mode, calibrate``; LLVM opt level 0): the host API :func:`estimate` and the benchmark."""
+jacobian_mode, calibrate, equilibrate``; LLVM opt level 0): the host API :func:`estimate` and the benchmark."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -327,12 +376,13 @@ class Estimate:
 
 def run_kernel(key: jax.Array, arch: gm.Arch, *, calibrate: bool, n_inputs: int, trials: int = 1, x64: bool = True,
                init: str = "fan_in", init_std=1.0, temperature=1.0, min_gap=1e6, row_normalize: bool = True,
-               jacobian_mode: str = "rev", score_std=3.0, n_blas_threads: int = 1) -> dict:
+               jacobian_mode: str = "rev", score_std=3.0, n_blas_threads: int = 1,
+               equilibrate: bool = False) -> dict:
   """:data:`estimate_kernel` on the host (scoped x64 and BLAS threads); returns NumPy values."""
   with jax.enable_x64(x64), blas_threads(n_blas_threads):
     r = estimate_kernel(key, init_std, temperature, min_gap, score_std, arch=arch, n_inputs=int(n_inputs),
                         trials=int(trials), init=init, row_normalize=row_normalize, jacobian_mode=jacobian_mode,
-                        calibrate=calibrate)
+                        calibrate=calibrate, equilibrate=equilibrate)
     return dict(jax.device_get(r))
 
 
@@ -344,8 +394,8 @@ def estimate(key: jax.Array, arch: gm.Arch, n_inputs: int | None = None, trials:
 
   Deterministic for a given key. ``x64=False`` runs in float32 (the precision
   guard demo); an unreliable estimate triggers a ``RuntimeWarning``.
-  ``fallback="calibrated"``: see :func:`second_attempt_reliable` (``"none"``: the
-  spec's procedure only). ``n_blas_threads``: see :func:`blas_threads` (0:
+  ``fallback``: see :func:`second_attempt_reliable` (``"none"``: the spec's
+  procedure only). ``n_blas_threads``: see :func:`blas_threads` (0:
   leave OpenBLAS alone).
   """
   if fallback not in FALLBACKS:
@@ -356,8 +406,8 @@ def estimate(key: jax.Array, arch: gm.Arch, n_inputs: int | None = None, trials:
             n_blas_threads=n_blas_threads)
   r = run_kernel(key, arch, calibrate=False, **kw)
   first, attempts = int(r["rank_tol"]), 1
-  if fallback == "calibrated" and arch.kind == "softmax" and not bool(r["reliable"]):
-    r, attempts = run_kernel(key, arch, calibrate=True, **kw), 2
+  if fallback != "none" and arch.kind == "softmax" and not bool(r["reliable"]):
+    r, attempts = run_kernel(key, arch, calibrate=True, equilibrate=fallback == "calibrated", **kw), 2
     r["reliable"] = second_attempt_reliable(r, first)
   est = Estimate(int(r["rank_tol"]), int(r["rank_gap"]), float(r["gap_log10"]), bool(r["reliable"]),
                  np.asarray(r["sv"]), tuple(int(x) for x in r["rank_tol_trials"]),
@@ -369,7 +419,7 @@ def estimate(key: jax.Array, arch: gm.Arch, n_inputs: int | None = None, trials:
   return est
 
 
-FALLBACKS = ("calibrated", "none")
+FALLBACKS = ("calibrated", "calibrated_unscaled", "none")
 
 
 def second_attempt_reliable(second: dict, first_rank_tol: int) -> bool:
@@ -377,8 +427,11 @@ def second_attempt_reliable(second: dict, first_rank_tol: int) -> bool:
 
   The fallback (``fallback="calibrated"``, softmax only): when the estimate at
   the drawn point (the spec's procedure) is unreliable, it is repeated once at
-  the same draw rescaled by :func:`calibrate_params`, and that second estimate
-  is reported. It is trusted if it passes the gap test itself **and** its
+  the same draw rescaled by :func:`calibrate_params`, with the Jacobian's
+  column blocks equilibrated (:func:`equilibrate`), and that second estimate
+  is reported (``"calibrated_unscaled"``: the same without equilibration, the
+  fallback before 2026-12; it leaves deep stacks such as (4,)*8, a = 2,
+  unreliable at gaps of 1e5-1e6 where equilibration gives 1e7-1e9). It is trusted if it passes the gap test itself **and** its
   ``rank_tol`` is at least the first attempt's: the generic rank is the largest
   rank over points, so a lower second rank contradicts it. Lightning networks
   never fall back: there a per-layer rescaling only rescales the output (each

@@ -36,9 +36,12 @@ literal ``jax.jacfwd``; same J, "rev" is 7-11x faster, see
 the QR/SVD, set for the process by the factory, see
 :func:`attnlab.geometry.estimator.set_blas_threads`; 0: leave it alone),
 ``fallback`` ("calibrated": an unreliable softmax estimate is repeated once,
-on the host in the summary, at the same draw rescaled layer by layer, see
-:func:`attnlab.geometry.estimator.calibrate_params` and
-:func:`attnlab.geometry.estimator.second_attempt_reliable`; "none": the spec's
+on the host in the summary, at the same draw rescaled layer by layer, with the
+Jacobian's columns equilibrated per weight matrix, see
+:func:`attnlab.geometry.estimator.calibrate_params`,
+:func:`attnlab.geometry.estimator.equilibrate` and
+:func:`attnlab.geometry.estimator.second_attempt_reliable`;
+"calibrated_unscaled": the same without the equilibration; "none": the spec's
 procedure only; not in the spec) and ``calibrate_score_std`` (3.0).
 The summaries record ``attempts_per_seed`` and the first attempt's rank.
 ``lightning_exact`` (True; not in the spec): for lightning networks the
@@ -237,17 +240,18 @@ def _with_fallback(ccfg, arch: gm.Arch, run: dict) -> dict:
   ``attempts`` and ``rank_tol_first``.
   """
   f = dict(run["final"], attempts=1, rank_tol_first=run["final"]["rank_tol"])
-  if ccfg.fallback != "calibrated" or arch.kind != "softmax" or bool(f["reliable"]):
+  if ccfg.fallback == "none" or arch.kind != "softmax" or bool(f["reliable"]):
     return f
   hp = {k: float(ccfg[k]) for k in ESTIMATOR_HPARAMS}
   cache_key = (arch, int(ccfg.seed), int(run["seed"]), n_inputs_of(ccfg, arch), int(ccfg.trials), ccfg.init,
-               bool(ccfg.x64), bool(ccfg.row_normalize), ccfg.jacobian_mode, tuple(sorted(hp.items())))
+               bool(ccfg.x64), bool(ccfg.row_normalize), ccfg.jacobian_mode, tuple(sorted(hp.items())), ccfg.fallback)
   if cache_key not in _FALLBACK_CACHE:
     _FALLBACK_CACHE[cache_key] = ge.run_kernel(
         prng.run_key(int(ccfg.seed), int(run["seed"])), arch, calibrate=True, n_inputs=n_inputs_of(ccfg, arch),
         trials=int(ccfg.trials), x64=bool(ccfg.x64), init=ccfg.init, init_std=hp["init_std"],
         temperature=hp["temperature"], min_gap=hp["min_gap"], row_normalize=bool(ccfg.row_normalize),
-        jacobian_mode=ccfg.jacobian_mode, score_std=hp["calibrate_score_std"], n_blas_threads=int(ccfg.blas_threads))
+        jacobian_mode=ccfg.jacobian_mode, score_std=hp["calibrate_score_std"], n_blas_threads=int(ccfg.blas_threads),
+        equilibrate=ccfg.fallback == "calibrated")
   second = {k: np.asarray(v).tolist() for k, v in _FALLBACK_CACHE[cache_key].items()}
   second["reliable"] = ge.second_attempt_reliable(second, f["rank_tol"])
   return dict(f, **second, attempts=2)

@@ -127,6 +127,13 @@ def param_scales(arch: Arch, init: str = "fan_in") -> np.ndarray:
   return np.concatenate(out)
 
 
+def param_blocks(arch: Arch) -> np.ndarray:
+  """The weight matrix of each raveled parameter: ``(P,)`` int, 0..3l-1 in the
+  order Q_1, K_1, V_1, Q_2, ... (raveled like ``ravel_pytree``)."""
+  return np.concatenate([np.full(r * c, 3 * i + j, np.int32)
+                         for i, shapes in enumerate(arch.layer_shapes()) for j, (r, c) in enumerate(shapes)])
+
+
 def init_params(key: jax.Array, arch: Arch, init: str = "fan_in", init_std: float | jax.Array = 1.0,
                 dtype=None) -> Params:
   """I.i.d. Gaussian weights, entry std ``init_std * param_scales(arch, init)``.

@@ -138,6 +138,30 @@ def test_rank_stats_edge_cases():
     assert r["rank_tol"] == r["rank_gap"] == 3 and r["reliable"]
 
 
+def test_equilibrate_scales_column_blocks_by_powers_of_two():
+  """equilibrate: J -> diag(r) J D with D a power of two per column block (D is
+  exact, so the rank is preserved; block 0 is the reference); a block attenuated by 2^-35 (as an early layer of a deep
+  stack) makes the row-normalised rank unreliable and the equilibrated one exact."""
+  rng = np.random.default_rng(0)
+  J = rng.normal(size=(60, 12)) @ rng.normal(size=(12, 20))  # rank 12
+  blocks = np.repeat(np.arange(2), 10)
+  J[:, :10] *= 2.0 ** -35
+  with jax.enable_x64(True):
+    Je = np.asarray(ge.equilibrate(jnp.asarray(J), blocks))
+    np.testing.assert_allclose(np.linalg.norm(Je, axis=1), 1.0, rtol=1e-14)
+    ratio = Je / J  # = r_i d_j: its column profile is constant up to a power of two per block
+    col = ratio[0] / ratio[0, 0]
+    np.testing.assert_allclose(ratio / ratio[:, :1], np.broadcast_to(col, J.shape), rtol=1e-12)
+    np.testing.assert_allclose(col[:10], 1.0, rtol=1e-14)  # the row scalings are rounded divisions
+    e = np.log2(col[10:])
+    np.testing.assert_allclose(e, np.round(e[0]), rtol=0, atol=1e-12)
+    assert np.round(e[0]) <= -30
+    plain = jax.device_get(ge.rank_stats(jnp.asarray(J)))
+    eq = jax.device_get(ge.rank_stats(jnp.asarray(J), col_blocks=blocks))
+  assert not plain["reliable"]
+  assert eq["rank_tol"] == eq["rank_gap"] == 12 and eq["reliable"] and eq["gap_log10"] > 10
+
+
 def test_calibrate_params_is_a_positive_per_layer_rescaling():
   """calibrate_params multiplies each layer's Q, K by one c_i > 0 and V by one v_i > 0,
   and layer 1's key-centred scores get RMS score_std."""
