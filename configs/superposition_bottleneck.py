@@ -22,6 +22,8 @@ README's exploration table:
   :b1024    batch 1024 (base: 256), K/N = 1/64 only, 2000 steps
   :lr       SGD lr in {0.1, 0.5} (base: 0.25), 4000 steps
   :nobias   tied_relu_nobias, 4000 steps
+  :long     the plateaus: a = 1.2, all three K/N, lr 0.5, 40000 steps (t = 20000,
+            20x the base run's t)
   :smoke    tiny (tests)
 
 Commands:
@@ -30,6 +32,7 @@ Commands:
   python -m attnlab.run --config=configs/superposition_bottleneck.py:b1024 --workdir=/tmp/s4_bn_b1024
   python -m attnlab.run --config=configs/superposition_bottleneck.py:lr --workdir=/tmp/s4_bn_lr
   python -m attnlab.run --config=configs/superposition_bottleneck.py:nobias --workdir=/tmp/s4_bn_nobias
+  python -m attnlab.run --config=configs/superposition_bottleneck.py:long --workdir=/tmp/s4_bn_long
 
 Runtime measured on 2 CPU cores shared with other jobs (load 7-8): base 23.5 min
 (the K = 256 group 16 min), :adam 13.3 min, :lr 8.9 min, :nobias 7.9 min,
@@ -50,7 +53,7 @@ from attnlab.superposition.experiment import SIM_FIELDS
 
 
 def get_config(arg=None):
-  a = parse_arg(arg, smoke=False, nobias=False, adam=False, b1024=False, lr=False)
+  a = parse_arg(arg, smoke=False, nobias=False, adam=False, b1024=False, lr=False, long=False)
   f = dict(SIM_FIELDS)
   f.update(student="tied_relu", n_features=1024, k_ratio=(0.25, 0.0625, 0.015625), batch=256, lr=(0.25,),
            freq_exp=(1.2, 2.0), imp_exp=(0.0,), sigma0=1e-2, eval_size=4096, eval_chunk=4096, n_probes=12)
@@ -66,6 +69,9 @@ def get_config(arg=None):
     f.update(explore, lr=(0.1, 0.5))
   if a["nobias"]:
     f.update(explore, student="tied_relu_nobias")
+  if a["long"]:
+    f.update(freq_exp=(1.2,), lr=(0.5,))
+    eng.update(steps=40000, n_log_points=60, chunk_steps=5000)
   if a["smoke"]:
     f.update(n_features=32, k_ratio=(0.25, 0.125), freq_exp=(1.2,), batch=64, eval_size=256, eval_chunk=256,
              n_probes=4)
