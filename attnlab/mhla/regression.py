@@ -65,13 +65,17 @@ def _chunk_rows(Zc, Yc, Lc, labels: str):
     H = F.features_H_batch(Zc, Lc)
     return H, Yc
   H = jax.vmap(F.prefix_features_H)(Zc)  # (c, n, ψ)
-  Y = jnp.swapaxes(Yc, 1, 2)  # (c, n, d_out)
-  if Lc is not None:
-    n = Zc.shape[2]
-    mask = (jnp.arange(n)[None, :] < Lc[:, None]).astype(H.dtype)
-    H = H * mask[..., None]
-    Y = Y * mask[..., None]
+  H, Y = _mask_beyond_lengths(Lc, H, jnp.swapaxes(Yc, 1, 2))  # (c, n, ψ), (c, n, d_out)
   return H.reshape(-1, H.shape[-1]), Y.reshape(-1, Y.shape[-1])
+
+
+def _mask_beyond_lengths(Lc, *xs):
+  """Zero each (c, n, ...) array at prefix positions >= its sequence's length (Lc: (c,) or None)."""
+  if Lc is None:
+    return xs
+  n = xs[0].shape[1]
+  mask = (jnp.arange(n)[None, :] < Lc[:, None])[..., None]
+  return tuple(x * mask.astype(x.dtype) for x in xs)
 
 
 _PRODUCT_BYTES = 64 * 2**20
@@ -85,13 +89,7 @@ def _chunk_factors(Zc, Yc, Lc, labels: str):
     zn = jax.vmap(F.last_token)(Zc) if Lc is None else jax.vmap(F.last_token)(Zc, Lc)
     return F.gram_factor(jnp.einsum("cin,cjn->cij", Zc, Zc, precision=_HI)), zn, Yc
   S = jax.vmap(F.prefix_grams)(Zc)  # (c, n, d, d)
-  z = jnp.swapaxes(Zc, 1, 2)  # (c, n, d)
-  Y = jnp.swapaxes(Yc, 1, 2)  # (c, n, d_out)
-  if Lc is not None:
-    n = Zc.shape[2]
-    mask = (jnp.arange(n)[None, :] < Lc[:, None]).astype(Zc.dtype)
-    z = z * mask[..., None]
-    Y = Y * mask[..., None]
+  z, Y = _mask_beyond_lengths(Lc, jnp.swapaxes(Zc, 1, 2), jnp.swapaxes(Yc, 1, 2))  # (c, n, d), (c, n, d_out)
   g = F.gram_factor(S)
   return g.reshape(-1, g.shape[-1]), z.reshape(-1, z.shape[-1]), Y.reshape(-1, Y.shape[-1])
 
