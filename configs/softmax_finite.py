@@ -33,8 +33,9 @@ log-log slope of the final excess test error against n: -0.59 measured;
 the paper's 1/n claim predicts -1 (see experiments/softmax_precond/README.md).
 
 Every [reconstructed] choice of the spec is a field below (context_mode,
-exclude_self_token, logit_orientation, objective, precond/reg/renorm parts via
-``method``, beta, delta, lam, spectral_rank, sigma spectrum, M_kappa).
+exclude_self_token, logit_orientation, objective, the full method's precond
+and init, reg, renorm, beta, delta, lam, spectral_rank, sigma spectrum,
+M_kappa; the baselines and ablations are named recipes in ``method``).
 """
 from attnlab.engine.config import base_config, parse_arg
 
@@ -68,6 +69,8 @@ def get_config(arg=None):
       eta=0.2,  # [reconstructed, §5.4]
       delta=1e-3,  # preconditioner damping (absolute)  [reconstructed, §5.2]
       lam=0.0,  # regulariser weight  [reconstructed, §5.4]
+      precond="scaledgd",  # the full method's preconditioner: none | whiten | scaledgd  [reconstructed, §9.4]
+      init="spectral",  # the full method's initialisation: random | spectral  [reconstructed, §9.4]
       reg="balance",  # none | balance | balance_scale_invariant  [reconstructed, §4.2]
       renorm="spectral_to_beta",  # none | spectral_to_beta  [reconstructed, §5.2]
       beta=0.3,  # renormalisation target  [reconstructed, §11]

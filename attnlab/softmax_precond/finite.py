@@ -57,6 +57,8 @@ def validate(cfg) -> None:
           f"invertible), got {cfg.n_train!r}")
   check_choice(cfg, "methods", tuple(opt_lib.METHODS))
   check_choice(cfg, "method", tuple(opt_lib.METHODS))
+  check_choice(cfg, "precond", opt_lib.PRECONDS)
+  check_choice(cfg, "init", opt_lib.INITS)
   check_choice(cfg, "reg", opt_lib.REGS)
   check_choice(cfg, "renorm", opt_lib.RENORMS)
   check_choice(cfg, "renorm_norm", opt_lib.RENORM_NORMS)
@@ -75,7 +77,7 @@ def validate(cfg) -> None:
   check(0 <= cfg.spectral_rank <= r, "spectral_rank", f"must be in [0, min(k, d)] (0: full), got {cfg.spectral_rank}")
   r_init = cfg.spectral_rank or r
   for method in _as_tuple(cfg.methods) + (cfg.method,):
-    m = opt_lib.METHODS[method]
+    m = opt_lib.resolve_method(method, cfg.precond, cfg.init)
     if m.precond != "scaledgd":
       continue
     zero = ((m.damped == "delta" and cfg.delta == 0) or m.damped == "none"
@@ -90,7 +92,7 @@ def make_finite(cfg) -> Iterative:
   """The E3/E4/E5 factory."""
   validate(cfg)
   d, k, n, n_test = int(cfg.d), int(cfg.k), int(_as_tuple(cfg.n_train)[0]), int(cfg.n_test)
-  method = opt_lib.METHODS[cfg.method]
+  method = opt_lib.resolve_method(cfg.method, cfg.precond, cfg.init)
   reg_kind = cfg.reg if method.reg else "none"
   renorm_kind = cfg.renorm if method.renorm else "none"
   renorm_norm = cfg.renorm_norm

@@ -281,3 +281,12 @@ METHODS = {
     "no_renorm": Method("spectral", "precgd", "scaledgd", True, False, "delta"),
     "random_init": Method("random", "precgd", "scaledgd", True, True, "delta"),
 }
+
+
+def resolve_method(name: str, precond: str = "scaledgd", init: str = "spectral") -> Method:
+  """The recipe of method ``name``; the full method ``sa_precgd`` takes its
+  preconditioner and initialisation from the config fields ``precond`` and
+  ``init`` (spec §9.4; defaults ``scaledgd``, ``spectral``). The baselines and
+  ablations are fixed recipes (they exist to vary one part at a time)."""
+  m = METHODS[name]
+  return m._replace(precond=precond, init=init) if name == "sa_precgd" else m

@@ -59,6 +59,8 @@ def validate(cfg) -> None:
     check(isinstance(kap, (int, float)) and kap >= 1, "kappa", f"condition numbers must be >= 1, got {cfg.kappa!r}")
   check_choice(cfg, "methods", tuple(opt_lib.METHODS))
   check_choice(cfg, "method", tuple(opt_lib.METHODS))
+  check_choice(cfg, "precond", opt_lib.PRECONDS)
+  check_choice(cfg, "init", opt_lib.INITS)
   check_choice(cfg, "reg", opt_lib.REGS)
   check_choice(cfg, "renorm", opt_lib.RENORMS)
   check_choice(cfg, "renorm_norm", opt_lib.RENORM_NORMS)
@@ -74,7 +76,7 @@ def validate(cfg) -> None:
   # A singular ScaledGD preconditioner: A^T A (d x d) has rank <= k < d, and
   # a rank-r target leaves V^T V singular at the optimum.
   for method in _as_tuple(cfg.methods) + (cfg.method,):
-    m = opt_lib.METHODS[method]
+    m = opt_lib.resolve_method(method, cfg.precond, cfg.init)
     if m.precond != "scaledgd":
       continue
     zero = ((m.damped == "delta" and cfg.delta == 0) or m.damped == "none"
@@ -92,7 +94,7 @@ def make_population(cfg) -> Iterative:
   d, k = int(cfg.d), int(cfg.k)
   rank = int(cfg.M_rank) if cfg.M_rank else min(k, d)
   method_name = cfg.method
-  method = opt_lib.METHODS[method_name]
+  method = opt_lib.resolve_method(method_name, cfg.precond, cfg.init)
   reg_kind = cfg.reg if method.reg else "none"
   renorm_kind = cfg.renorm if method.renorm else "none"
   renorm_norm = cfg.renorm_norm

@@ -139,6 +139,8 @@ def test_ac9_finite_reduced():
     (dict(kappa=(10.0, 0.5)), "kappa"),
     (dict(beta=0.0), "beta"),
     (dict(methods=("sa_precgd", "sgd")), "methods"),
+    (dict(precond="newton"), "precond"),
+    (dict(init="orthogonal"), "init"),
 ])
 def test_population_bad_input(over, field):
   cfg = _config("softmax_population")
@@ -163,6 +165,7 @@ def test_population_k_greater_than_d_is_not_singular():
     (dict(M_kappa=0.5), "M_kappa"),
     (dict(k=3, delta=0.0), "k"),
     (dict(context_mode="chat"), "context_mode"),
+    (dict(precond="newton"), "precond"),
 ])
 def test_finite_bad_input(over, field):
   cfg = _config("softmax_finite")
@@ -183,3 +186,30 @@ def test_cli_bad_kappa_exits_2(tmp_path):
   assert p.returncode == 2, p.stderr
   assert "kappa" in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
   assert not wd.exists()
+
+
+# Spec §9: each reconstructed choice, its config field and the spec's default.
+_SPEC_9_DEFAULTS = {
+    "softmax_finite": dict(M_kappa=10.0, logit_orientation="query_left", context_mode="self",
+                           exclude_self_token=False, precond="scaledgd", reg="balance", renorm="spectral_to_beta",
+                           init="spectral", delta=1e-3, k=5, d=5, spectral_rank=0),
+    "softmax_population": dict(precond="scaledgd", reg="balance", renorm="spectral_to_beta", init="spectral",
+                               delta=0.0),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_SPEC_9_DEFAULTS))
+def test_ac12_reconstructed_choices_are_fields_with_spec_defaults(name):
+  """AC-12: the §9 choices are config fields with the spec's defaults (the
+  engine writes the whole config to the run's config.json), and the full
+  method's parts follow the precond/init fields while the named ablations
+  keep their fixed recipes."""
+  from attnlab.softmax_precond import optim
+  cfg = _config(name)
+  for field, want in _SPEC_9_DEFAULTS[name].items():
+    assert cfg[field] == want, field
+  full = optim.resolve_method("sa_precgd", cfg.precond, cfg.init)
+  assert (full.precond, full.init) == ("scaledgd", "spectral") and full == optim.METHODS["sa_precgd"]
+  assert optim.resolve_method("sa_precgd", "whiten", "spectral") == optim.METHODS["whiten"]
+  assert optim.resolve_method("sa_precgd", "scaledgd", "random") == optim.METHODS["random_init"]
+  assert optim.resolve_method("gd", "whiten", "spectral") == optim.METHODS["gd"]
