@@ -46,7 +46,11 @@ and 0.493 / 0.484 / 0.464 (a = 2.0) at K = 256 / 64 / 16, i.e. the K = N ODE
 values (0.30, 0.51) or below; P1-P4 fail (plateau slope -0.34, not -1; only
 K = 16 reaches its plateau by t = 1000). The exploration rows give 0.19-0.29
 (SGD, any lr / batch / bias) and no power-law window with Adam (transient
-local exponents up to 0.7-0.9). Details: experiments/superposition/README.md.
+local exponents up to 0.7-0.9). ``:long`` (27 min on one idle core): all
+three plateaus reached, L_inf = 0.0025 / 0.179 / 0.372 for K = 256 / 64 / 16
+(P4 slope -1.80); K = 256 ends with all 1024 features represented after a
+late collapse (local exponent up to 2.6 at t ~ 7000), K = 64 and 16
+saturate at 173 and 37 features. Details: experiments/superposition/README.md.
 """
 from attnlab.engine.config import base_config, parse_arg
 from attnlab.superposition.experiment import SIM_FIELDS
