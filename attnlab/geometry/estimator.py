@@ -60,6 +60,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from attnlab.core import prng
+from attnlab.geometry import dimension as gdim
 from attnlab.geometry import model as gm
 
 
@@ -157,7 +158,7 @@ def equilibrate(J: jax.Array, col_blocks: np.ndarray, rounds: int = EQUILIBRATE_
   spreads the singular values over many decades without changing the rank;
   one scale per weight matrix (not per column) cannot blow a column of pure
   rounding noise up to unit size. Not in the spec (its procedure normalises
-  rows only); used by the calibrated fallback (:func:`second_attempt_reliable`).
+  rows only); used by the calibrated fallback (:func:`choose_attempt`).
   """
   chex.assert_rank(J, 2)
   col_blocks = np.asarray(col_blocks)
@@ -339,7 +340,7 @@ def estimate_run(key, init_std, temperature, min_gap, score_std=3.0, *, arch, n_
   (:class:`attnlab.engine.experiment.OneShot` with ``jit=True``); the trials
   are vmapped inside :func:`estimate_from_data`. ``calibrate=True`` (static)
   estimates at the same draw rescaled by :func:`calibrate_params`
-  (``score_std``): the second attempt of the fallback (:func:`second_attempt_reliable`),
+  (``score_std``): the second attempt of the fallback (:func:`choose_attempt`),
   which also passes ``equilibrate=True`` (static; :func:`equilibrate`).
   """
   data = draw(key, arch, n_inputs, trials, init, init_std)
@@ -394,8 +395,8 @@ def estimate(key: jax.Array, arch: gm.Arch, n_inputs: int | None = None, trials:
 
   Deterministic for a given key. ``x64=False`` runs in float32 (the precision
   guard demo); an unreliable estimate triggers a ``RuntimeWarning``.
-  ``fallback``: see :func:`second_attempt_reliable` (``"none"``: the spec's
-  procedure only). ``n_blas_threads``: see :func:`blas_threads` (0:
+  ``fallback``: see :func:`needs_second_attempt` and :func:`choose_attempt`
+  (``"none"``: the spec's procedure only). ``n_blas_threads``: see :func:`blas_threads` (0:
   leave OpenBLAS alone).
   """
   if fallback not in FALLBACKS:
@@ -406,9 +407,10 @@ def estimate(key: jax.Array, arch: gm.Arch, n_inputs: int | None = None, trials:
             n_blas_threads=n_blas_threads)
   r = run_kernel(key, arch, calibrate=False, **kw)
   first, attempts = int(r["rank_tol"]), 1
-  if fallback != "none" and arch.kind == "softmax" and not bool(r["reliable"]):
-    r, attempts = run_kernel(key, arch, calibrate=True, equilibrate=fallback == "calibrated", **kw), 2
-    r["reliable"] = second_attempt_reliable(r, first)
+  if fallback != "none" and needs_second_attempt(r, arch):
+    second = run_kernel(key, arch, calibrate=True, equilibrate=fallback == "calibrated", **kw)
+    chosen, reliable = choose_attempt(r, second)
+    r, attempts = dict(chosen, reliable=reliable), 2
   est = Estimate(int(r["rank_tol"]), int(r["rank_gap"]), float(r["gap_log10"]), bool(r["reliable"]),
                  np.asarray(r["sv"]), tuple(int(x) for x in r["rank_tol_trials"]),
                  str(np.asarray(r["sv"]).dtype), attempts, first)
@@ -422,25 +424,58 @@ def estimate(key: jax.Array, arch: gm.Arch, n_inputs: int | None = None, trials:
 FALLBACKS = ("calibrated", "calibrated_unscaled", "none")
 
 
-def second_attempt_reliable(second: dict, first_rank_tol: int) -> bool:
-  """Whether the calibrated second attempt is trusted.
+def symmetry_bound(arch: gm.Arch) -> int:
+  """``P`` minus the dimension of the continuous symmetry group
+  (:func:`attnlab.geometry.dimension.symmetry_dimension`): the Jacobian rank
+  at any point where the group's generic orbit has full dimension (inside
+  (B1)-(B3); equal to the formula's value there)."""
+  return arch.num_params - gdim.symmetry_dimension(arch.widths, arch.attn_dims, arch.kind)
 
-  The fallback (``fallback="calibrated"``, softmax only): when the estimate at
-  the drawn point (the spec's procedure) is unreliable, it is repeated once at
-  the same draw rescaled by :func:`calibrate_params`, with the Jacobian's
-  column blocks equilibrated (:func:`equilibrate`), and that second estimate
-  is reported (``"calibrated_unscaled"``: the same without equilibration, the
-  fallback before 2026-12; it leaves deep stacks such as (4,)*8, a = 2,
-  unreliable at gaps of 1e5-1e6 where equilibration gives 1e7-1e9). It is trusted if it passes the gap test itself **and** its
-  ``rank_tol`` is at least the first attempt's: the generic rank is the largest
-  rank over points, so a lower second rank contradicts it. Lightning networks
-  never fall back: there a per-layer rescaling only rescales the output (each
-  layer is homogeneous in its weights), and deep lightning stacks at
-  calibrated scales gave confidently wrong ranks in our tests (12 of 93 with a
-  gap of 1e8 at (4,)*8, a = 2); :mod:`attnlab.geometry.exact` is their remedy.
-  The second attempt is a second compiled program, built only when needed.
+
+def needs_second_attempt(first: dict, arch: gm.Arch) -> bool:
+  """Whether the fallback re-estimates a softmax network at the calibrated point:
+  when the first attempt (the spec's procedure) is unreliable, **or** its rank
+  is below :func:`symmetry_bound`. The second condition catches deep narrow
+  stacks where the drawn point is so degenerate that float64 sees a clean but
+  wrong gap: (2,)*8, a = (4,4,3,4,3,4,4), t = 3 gave 16 of 32 with a gap of
+  1e6.4 ("reliable"); the calibrated point gives 32 with a gap of 1e11. A
+  first rank at the bound cannot be raised, so Figure 3 never re-estimates.
+  Lightning networks never do (see :func:`choose_attempt`)."""
+  return arch.kind == "softmax" and (not bool(first["reliable"]) or int(first["rank_tol"]) < symmetry_bound(arch))
+
+
+def choose_attempt(first: dict, second: dict) -> tuple[dict, bool]:
+  """The attempt to report and its reliability, from the two attempts' rank stats.
+
+  The fallback (``fallback="calibrated"``, softmax only, when
+  :func:`needs_second_attempt`): the estimate is repeated once at the same draw
+  rescaled by :func:`calibrate_params`, with the Jacobian's column blocks
+  equilibrated (:func:`equilibrate`); ``"calibrated_unscaled"`` is the same
+  without equilibration (the fallback before 2026-12; it leaves deep stacks
+  such as (4,)*8, a = 2, unreliable at gaps of 1e5-1e6 where equilibration
+  gives 1e7-1e9). The generic rank is the largest rank over points, and a
+  ``rank_tol`` counts only singular values above the rounding level, so:
+
+  * the second attempt is reported as reliable if it passes the gap test and
+    its ``rank_tol`` is at least the first's;
+  * otherwise the first is reported as reliable if it passed the gap test and
+    the second found no higher ``rank_tol``;
+  * otherwise the higher of the two is reported, unreliable (a reliable first
+    attempt contradicted by a higher second ``rank_tol`` is not trusted).
+
+  Lightning networks never fall back: there a per-layer rescaling only
+  rescales the output (each layer is homogeneous in its weights), and deep
+  lightning stacks at calibrated scales gave confidently wrong ranks in our
+  tests (12 of 93 with a gap of 1e8 at (4,)*8, a = 2);
+  :mod:`attnlab.geometry.exact` is their remedy. The second attempt is a
+  second compiled program, built only when needed.
   """
-  return bool(second["reliable"]) and int(second["rank_tol"]) >= int(first_rank_tol)
+  r1, r2 = int(first["rank_tol"]), int(second["rank_tol"])
+  if bool(second["reliable"]) and r2 >= r1:
+    return second, True
+  if bool(first["reliable"]) and r2 <= r1:
+    return first, True
+  return (second if r2 >= r1 else first), False
 
 
 def set_blas_threads(n: int) -> None:

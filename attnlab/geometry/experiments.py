@@ -40,7 +40,8 @@ on the host in the summary, at the same draw rescaled layer by layer, with the
 Jacobian's columns equilibrated per weight matrix, see
 :func:`attnlab.geometry.estimator.calibrate_params`,
 :func:`attnlab.geometry.estimator.equilibrate` and
-:func:`attnlab.geometry.estimator.second_attempt_reliable`;
+:func:`attnlab.geometry.estimator.needs_second_attempt` and
+:func:`attnlab.geometry.estimator.choose_attempt`;
 "calibrated_unscaled": the same without the equilibration; "none": the spec's
 procedure only; not in the spec) and ``calibrate_score_std`` (3.0).
 The summaries record ``attempts_per_seed`` and the first attempt's rank.
@@ -233,14 +234,16 @@ def _with_fallback(ccfg, arch: gm.Arch, run: dict) -> dict:
   """The run's final values, after the calibrated second attempt where it applies.
 
   The engine's program makes the first attempt (the spec's procedure) for
-  every run; an unreliable softmax run is re-estimated here, on the host, at
-  the same draw (the run's key) rescaled by
+  every run; a softmax run that is unreliable or below the symmetry bound
+  (:func:`attnlab.geometry.estimator.needs_second_attempt`) is re-estimated
+  here, on the host, at the same draw (the run's key) rescaled by
   :func:`attnlab.geometry.estimator.calibrate_params`, so the second program
-  is compiled only when some run needs it (Figure 3 never does). Adds
-  ``attempts`` and ``rank_tol_first``.
+  is compiled only when some run needs it (Figure 3 never does), and the
+  reported attempt follows :func:`attnlab.geometry.estimator.choose_attempt`.
+  Adds ``attempts`` and ``rank_tol_first``.
   """
   f = dict(run["final"], attempts=1, rank_tol_first=run["final"]["rank_tol"])
-  if ccfg.fallback == "none" or arch.kind != "softmax" or bool(f["reliable"]):
+  if ccfg.fallback == "none" or not ge.needs_second_attempt(f, arch):
     return f
   hp = {k: float(ccfg[k]) for k in ESTIMATOR_HPARAMS}
   cache_key = (arch, int(ccfg.seed), int(run["seed"]), n_inputs_of(ccfg, arch), int(ccfg.trials), ccfg.init,
@@ -253,8 +256,8 @@ def _with_fallback(ccfg, arch: gm.Arch, run: dict) -> dict:
         jacobian_mode=ccfg.jacobian_mode, score_std=hp["calibrate_score_std"], n_blas_threads=int(ccfg.blas_threads),
         equilibrate=ccfg.fallback == "calibrated")
   second = {k: np.asarray(v).tolist() for k, v in _FALLBACK_CACHE[cache_key].items()}
-  second["reliable"] = ge.second_attempt_reliable(second, f["rank_tol"])
-  return dict(f, **second, attempts=2)
+  chosen, reliable = ge.choose_attempt(f, second)
+  return {**f, **chosen, "reliable": reliable, "attempts": 2}
 
 
 @functools.lru_cache(maxsize=64)

@@ -162,6 +162,26 @@ def test_equilibrate_scales_column_blocks_by_powers_of_two():
   assert eq["rank_tol"] == eq["rank_gap"] == 12 and eq["reliable"] and eq["gap_log10"] > 10
 
 
+def test_fallback_decision():
+  """needs_second_attempt: softmax only, when unreliable or below P - symmetry
+  dimension; choose_attempt: the generic rank is the max over points."""
+  arch = gm.Arch((2, 2, 2), (2, 2), "softmax", 3)
+  bound = ge.symmetry_bound(arch)
+  assert bound == gd.formula(arch.widths, arch.attn_dims, "softmax")
+  at = lambda r, ok: {"rank_tol": r, "reliable": ok}
+  assert not ge.needs_second_attempt(at(bound, True), arch)
+  assert ge.needs_second_attempt(at(bound, False), arch)
+  assert ge.needs_second_attempt(at(bound - 1, True), arch)  # a clean but low gap is re-checked
+  assert not ge.needs_second_attempt(at(0, False), gm.Arch((2, 2, 2), (2, 2), "lightning", 3))
+  first, second = at(5, True), at(7, True)
+  assert ge.choose_attempt(first, second) == (second, True)
+  assert ge.choose_attempt(at(7, True), at(5, True)) == (at(7, True), True)  # lower second rank: keep the first
+  assert ge.choose_attempt(at(7, True), at(6, False)) == (at(7, True), True)
+  assert ge.choose_attempt(at(5, True), at(7, False)) == (at(7, False), False)  # first contradicted
+  assert ge.choose_attempt(at(5, False), at(4, True)) == (at(5, False), False)
+  assert ge.choose_attempt(at(5, False), at(6, False)) == (at(6, False), False)
+
+
 def test_calibrate_params_is_a_positive_per_layer_rescaling():
   """calibrate_params multiplies each layer's Q, K by one c_i > 0 and V by one v_i > 0,
   and layer 1's key-centred scores get RMS score_std."""
