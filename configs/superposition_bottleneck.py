@@ -23,7 +23,8 @@ README's exploration table:
   :lr       SGD lr in {0.1, 0.5} (base: 0.25), 4000 steps
   :nobias   tied_relu_nobias, 4000 steps
   :long     the plateaus: a = 1.2, all three K/N, lr 0.5, 40000 steps (t = 20000,
-            20x the base run's t)
+            20x the base run's t); for a = 2.0 add --config.freq_exp="(2.0,)"
+            --config.lr="(0.25,)" (lr 0.5 diverges at a = 2)
   :smoke    tiny (tests)
 
 Commands:
@@ -50,7 +51,9 @@ local exponents up to 0.7-0.9). ``:long`` (27 min on one idle core): all
 three plateaus reached, L_inf = 0.0025 / 0.179 / 0.372 for K = 256 / 64 / 16
 (P4 slope -1.80); K = 256 ends with all 1024 features represented after a
 late collapse (local exponent up to 2.6 at t ~ 7000), K = 64 and 16
-saturate at 173 and 37 features. Details: experiments/superposition/README.md.
+saturate at 173 and 37 features. At a = 2.0 use ``--config.lr="(0.25,)"``
+(lr 0.5 diverges there): gamma 0.52 / 0.49 / 0.42, P4 slope -0.90 with
+K = 256 and 64 still falling (23 min). Details: experiments/superposition/README.md.
 """
 from attnlab.engine.config import base_config, parse_arg
 from attnlab.superposition.experiment import SIM_FIELDS
