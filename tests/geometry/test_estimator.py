@@ -162,6 +162,19 @@ def test_equilibrate_scales_column_blocks_by_powers_of_two():
   assert eq["rank_tol"] == eq["rank_gap"] == 12 and eq["reliable"] and eq["gap_log10"] > 10
 
 
+def test_param_blocks_follow_the_ravel_order():
+  """param_blocks labels each raveled parameter with its weight matrix (Q_1, K_1,
+  V_1, Q_2, ...), in ravel_pytree's order."""
+  arch = gm.Arch((4, 3, 2), (2, 1), "softmax", 3)
+  blocks = gm.param_blocks(arch)
+  layers = gm.zeros_params(arch)
+  tagged = tuple(type(layer)(*(jnp.full(m.shape, 3 * i + j, m.dtype) for j, m in enumerate(layer)))
+                 for i, layer in enumerate(layers))
+  flat, _ = ravel_pytree(tagged)
+  np.testing.assert_array_equal(blocks, np.asarray(flat).astype(int))
+  assert blocks.shape == (arch.num_params,) and blocks.max() == 5
+
+
 def test_fallback_decision():
   """needs_second_attempt: softmax only, when unreliable or below P - symmetry
   dimension; choose_attempt: the generic rank is the max over points."""

@@ -104,6 +104,10 @@ def test_tokens_to_target_from_logs(repo_root):
   logs = _FakeLogs({"a": (steps, np.array([0.1, 0.5, 0.995, 1.0])), "c": (steps, np.zeros(4)),
                     "d": (steps, np.zeros(4))})
   assert exp_dfa.tokens_to_target(cfg, logs)["2,2,2"]["tokens_median"] is None
+  hook = exp_dfa.summarize_logs(cfg, logs)  # the engine merges this into summary.json
+  assert hook["tokens_to_target"] == exp_dfa.tokens_to_target(cfg, logs)
+  assert hook["acc_target"] == cfg.acc_target
+  assert hook["token_budget_per_point"]["2,2,2"] == cfg.steps * cfg.batch * Tn
 
 
 def test_dfa_config_validates(repo_root):
