@@ -47,7 +47,7 @@ def get_config(arg=None):
       compress_tol=1e-10,  # relative affine residual accepted by compress_heads
       test_lengths=(3, 12, 50),
       n_test=1000,
-      chunk=512,  # sequences per scan step of the streamed normal equations
+      chunk=256,  # sequences per loop step of the streamed normal equations (256: the chunk fits in L2/L3)
   )
   if a["smoke"]:
     cfg.seeds = 1

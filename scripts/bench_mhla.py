@@ -21,6 +21,7 @@ Usage:
   python scripts/bench_mhla.py                      # d in 4 8 12 16, N = 1e4, n = 20
   python scripts/bench_mhla.py --d 4 8 --N 2000     # quick
   python scripts/bench_mhla.py --d 32 --N 40000 --naive_max_d 0   # on a GPU
+  python scripts/bench_mhla.py --d 12 --lapack_threads 0           # jaxlib's default LAPACK threads
 """
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from attnlab.core.linalg import set_lapack_threads
 from attnlab.mhla import features as F
 from attnlab.mhla import regression as R
 
@@ -95,10 +97,20 @@ def main():
   ap.add_argument("--N", type=int, default=10_000)
   ap.add_argument("--n", type=int, default=20)
   ap.add_argument("--repeats", type=int, default=3)
-  ap.add_argument("--chunk", type=int, default=512)
+  ap.add_argument("--chunk", type=int, default=256)
   ap.add_argument("--naive_max_d", type=int, default=16, help="skip the naive baseline above this d")
+  ap.add_argument("--pause", type=float, default=0.5,
+                  help="seconds to idle between timed calls: OpenBLAS worker threads busy-wait for a while "
+                       "after a call, and would otherwise share the cores with the next timed call")
+  ap.add_argument("--lapack_threads", type=int, default=1,
+                  help="threads of jaxlib's CPU LAPACK (SciPy's OpenBLAS) for attnlab; 0 keeps the default "
+                       "(one per core). The baseline uses NumPy's own OpenBLAS, which this does not touch.")
   a = ap.parse_args()
-  print(f"Algorithm 1, N = {a.N}, n = {a.n}, float64, device = {jax.devices()[0].platform}")
+  threads = "default"
+  if a.lapack_threads > 0:
+    threads = a.lapack_threads if set_lapack_threads(a.lapack_threads) is not None else "default (not OpenBLAS)"
+  print(f"Algorithm 1, N = {a.N}, n = {a.n}, float64, device = {jax.devices()[0].platform}, "
+        f"attnlab LAPACK threads = {threads}")
   hdr = (f"{'d':>3} {'psi':>6} {'d^3':>6} | {'attnlab s':>9} {'compile s':>9} {'peak MiB':>9} {'rel-MSE':>8} | "
          f"{'naive s':>8} {'peak MiB':>9} {'rel-MSE':>8} | {'speedup':>7}")
   print(hdr)
@@ -117,7 +129,9 @@ def main():
       for _ in range(a.repeats):
         t.append(timed(run))
         if naive_on:
+          time.sleep(a.pause)
           tn.append(timed(lambda: _naive_fit(Z, Y)))
+          time.sleep(a.pause)
       t = min(t)
       if naive_on:
         naive = f"{min(tn):8.2f} {peakn / 2**20:9.1f} {reln:8.1e} | {min(tn) / t:6.1f}x"

@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import jax.scipy.linalg as jsl
 import numpy as np
 
+from attnlab.core.linalg import eigvalsh
 from attnlab.mhla import features as F
 
 _HI = jax.lax.Precision.HIGHEST
@@ -106,18 +107,36 @@ def _gram_from_products(M: jax.Array, P: int, d: int) -> jax.Array:
   return A.reshape(P * d, P * d)
 
 
-def _pad_chunks(x: jax.Array, chunk: int) -> jax.Array:
-  """Zero-pad axis 0 to a multiple of ``chunk`` and reshape to (n_chunks, chunk, ...)."""
-  N = x.shape[0]
-  n_chunks = -(-N // chunk)
-  pad = n_chunks * chunk - N
-  x = jnp.pad(x, [(0, pad)] + [(0, 0)] * (x.ndim - 1))
-  return x.reshape((n_chunks, chunk) + x.shape[1:])
+def _scan_chunks(body, init, Zs: jax.Array, Ys: jax.Array, lengths: Optional[jax.Array], chunk: int):
+  """Fold ``body(carry, (Z, Y, L)) -> carry`` over consecutive chunks of ``chunk`` sequences.
+
+  The full chunks are cut from the inputs inside the loop (``dynamic_slice``),
+  so no padded copy of Zs is made. A last partial chunk is the final ``chunk``
+  sequences with the ones already counted zeroed: a zero sequence has zero
+  features and a zero label, so it adds nothing (L is kept >= 1).
+  """
+  N = Zs.shape[0]
+  Ys = Ys.astype(Zs.dtype)
+  L = None if lengths is None else jnp.maximum(lengths, 1)
+  n_full, rem = divmod(N, chunk)
+
+  def cut(start):
+    sl = lambda x: None if x is None else jax.lax.dynamic_slice_in_dim(x, start, chunk)
+    return sl(Zs), sl(Ys), sl(L)
+
+  carry = jax.lax.fori_loop(0, n_full, lambda i, c: body(c, cut(i * chunk)), init)
+  if rem:
+    Z, Y, Lc = cut(N - chunk)
+    keep = jnp.arange(chunk) >= chunk - rem
+    Z = Z * keep[:, None, None].astype(Z.dtype)
+    Y = Y * keep.reshape((chunk,) + (1,) * (Y.ndim - 1)).astype(Y.dtype)
+    carry = body(carry, (Z, Y, Lc))
+  return carry
 
 
 def normal_equations(Zs: jax.Array, Ys: jax.Array, lengths: Optional[jax.Array] = None,
-                     labels: str = "last", chunk: int = 512) -> NormalEquations:
-  """Stream the normal equations over chunks of sequences with ``lax.scan``.
+                     labels: str = "last", chunk: int = 256) -> NormalEquations:
+  """Stream the normal equations over chunks of sequences (a ``fori_loop``).
 
   Args:
     Zs: (N, d, n) sequences (zero-padded beyond ``lengths``).
@@ -125,9 +144,9 @@ def normal_equations(Zs: jax.Array, Ys: jax.Array, lengths: Optional[jax.Array] 
       labels of every prefix (``labels="all"``).
     lengths: optional (N,) int true lengths.
     labels: ``"last"`` or ``"all"``.
-    chunk: sequences per scan step (zero padding at the end is exact: a zero
-      sequence has zero features and a zero label); capped so that one chunk's
-      products g_p g_q take at most 64 MiB.
+    chunk: sequences per loop step (a last partial chunk is handled exactly,
+      see :func:`_scan_chunks`); capped so that one chunk's products g_p g_q
+      take at most 64 MiB.
 
   The Gram is accumulated through the Kronecker structure of ℋ: with
   g = (G[j<k], diag G) ∈ R^P (P = d(d+1)/2) and z the last token, ℋ = g ⊗ z
@@ -144,9 +163,6 @@ def normal_equations(Zs: jax.Array, Ys: jax.Array, lengths: Optional[jax.Array] 
   rows = 1 if labels == "last" else n  # feature rows per sequence
   P = d * (d + 1) // 2
   chunk = max(1, min(chunk, N, _PRODUCT_BYTES // (rows * (P * (P + 1) // 2) * Zs.dtype.itemsize)))
-  Zc = _pad_chunks(Zs, chunk)
-  Yc = _pad_chunks(Ys.astype(Zs.dtype), chunk)
-  Lc = None if lengths is None else _pad_chunks(jnp.maximum(lengths, 1), chunk)
   pu, pv = np.triu_indices(P)  # the distinct products g_p g_q, p <= q
   lu, lv = np.triu_indices(d)  # the distinct products z_l z_m, l <= m
 
@@ -156,12 +172,12 @@ def normal_equations(Zs: jax.Array, Ys: jax.Array, lengths: Optional[jax.Array] 
     g, z, Yr = _chunk_factors(Z, Y, L, labels)
     M = M + jnp.einsum("mi,mj->ij", g[:, pu] * g[:, pv], z[:, lu] * z[:, lv], precision=_HI)
     B = B + jnp.einsum("mp,ml,ma->pla", g, z, Yr, precision=_HI).reshape(psi, -1)
-    return (M, B, yy + jnp.sum(Yr * Yr), ys + jnp.sum(Yr, axis=0)), None
+    return M, B, yy + jnp.sum(Yr * Yr), ys + jnp.sum(Yr, axis=0)
 
   dt = Zs.dtype
   init = (jnp.zeros((len(pu), len(lu)), dt), jnp.zeros((psi, d_out), dt), jnp.zeros((), dt),
           jnp.zeros((d_out,), dt))
-  (M, B, yy, ys), _ = jax.lax.scan(body, init, (Zc, Yc, Lc))
+  M, B, yy, ys = _scan_chunks(body, init, Zs, Ys, lengths, chunk)
   A = _gram_from_products(M, P, d)
   if labels == "last":
     count = jnp.asarray(N, dt)
@@ -213,7 +229,7 @@ def solve(A: jax.Array, B: jax.Array, solver: str = "cholesky", ridge=0.0, iters
   if solver == "eigh_pinv":
     return _eigh_pinv(Ar, B, pinv_rtol)
   if solver == "gd":
-    lm = jnp.linalg.eigvalsh(Ar)[-1] if lam_max is None else lam_max + ridge
+    lm = eigvalsh(Ar)[-1] if lam_max is None else lam_max + ridge
     step = 1.0 / lm
 
     def body(_, P):
@@ -244,12 +260,13 @@ class Certificate(NamedTuple):
 def certificate(A: jax.Array, count, tol: float = 1e-10) -> Certificate:
   """The identifiability certificate of Lemma 2.3 from the ℋ Gram A: (ψ, ψ).
 
-  Λ_D = A / count; identifiable iff λ_min > tol * λ_max (eigvalsh returns
+  Λ_D = A / count; identifiable iff λ_min > tol * λ_max (the spectrum comes
+  from :func:`attnlab.core.linalg.eigvalsh`, eigenvalues only; it returns
   ~-1e-15 for a singular Λ, hence the relative test).
   """
   chex.assert_rank(A, 2)
   psi = A.shape[0]
-  lam = jnp.linalg.eigvalsh(A / count)
+  lam = eigvalsh(A / count)
   lmin, lmax = lam[0], lam[-1]
   return Certificate(lmin, lmax, lmin / lmax, jnp.asarray(count, A.dtype) / psi, lmin > tol * lmax,
                      jnp.sum(lam <= tol * lmax))
@@ -264,7 +281,7 @@ class Fit(NamedTuple):
 
 def fit_p(Zs: jax.Array, Ys: jax.Array, lengths: Optional[jax.Array] = None, *, labels: str = "last",
           solver: str = "cholesky", ridge=0.0, iters: int = 2000, pinv_rtol: float = 1e-12,
-          certificate_tol: float = 1e-10, chunk: int = 512) -> Fit:
+          certificate_tol: float = 1e-10, chunk: int = 256) -> Fit:
   """Algorithm 1 steps 2-4 in ψ-space: returns p̂ (d_out, ψ) and the certificate.
 
   Run under ``jax.enable_x64(True)`` with float64 inputs for exact recovery.
@@ -272,14 +289,22 @@ def fit_p(Zs: jax.Array, Ys: jax.Array, lengths: Optional[jax.Array] = None, *, 
   d = Zs.shape[1]
   check_d(d)
   neq = normal_equations(Zs, Ys, lengths, labels, chunk)
-  cert = certificate(neq.A, neq.count, certificate_tol)
+  if solver == "gd":  # its step size needs λ_max first
+    cert = certificate(neq.A, neq.count, certificate_tol)
+    P = solve(neq.A, neq.B, solver, ridge, iters, pinv_rtol, lam_max=cert.lambda_max * neq.count)
+    return Fit(P.T, neq, cert)
   if solver == "lstsq":
     if d > MAX_D_LSTSQ:
       raise ValueError(f"solver 'lstsq' builds the N x psi design; refused for d > {MAX_D_LSTSQ}")
     Hd, Yd = design(Zs, Ys, lengths, labels)
     P = jnp.linalg.lstsq(Hd, Yd, rcond=pinv_rtol)[0]  # ridge is not applied on this path
   else:
-    P = solve(neq.A, neq.B, solver, ridge, iters, pinv_rtol, lam_max=cert.lambda_max * neq.count)
+    P = solve(neq.A, neq.B, solver, ridge, iters, pinv_rtol)
+  # XLA would run the solve's and the certificate's LAPACK calls concurrently;
+  # each already uses every core, and together they oversubscribe the CPU
+  # (measured 2x slower at d = 12 on 2 cores). The barrier orders them.
+  P, A = jax.lax.optimization_barrier((P, neq.A))
+  cert = certificate(A, neq.count, certificate_tol)
   return Fit(P.T, neq, cert)
 
 
@@ -332,25 +357,22 @@ def compress_heads(W: jax.Array, d: int, r: int, iters: int = 500):
 
 
 def streamed_sse(p: jax.Array, Zs: jax.Array, Ys: jax.Array, lengths: Optional[jax.Array] = None,
-                 labels: str = "last", chunk: int = 512):
+                 labels: str = "last", chunk: int = 256):
   """Σ ‖p ℋ − y‖^2, Σ ‖y − ȳ‖^2 (centred per output coordinate) and the sample count,
   computed directly from the residuals (no cancellation), streamed over chunks."""
   N = Zs.shape[0]
   chunk = max(1, min(chunk, N))
-  Zc = _pad_chunks(Zs, chunk)
-  Yc = _pad_chunks(Ys.astype(Zs.dtype), chunk)
-  Lc = None if lengths is None else _pad_chunks(jnp.maximum(lengths, 1), chunk)
 
   def body(carry, xs):
     sse, ys, yy = carry
     H, Yr = _chunk_rows(*xs, labels)
     R = F.predict_p(p, H) - Yr
-    return (sse + jnp.sum(R * R), ys + jnp.sum(Yr, 0), yy + jnp.sum(Yr * Yr)), None
+    return sse + jnp.sum(R * R), ys + jnp.sum(Yr, 0), yy + jnp.sum(Yr * Yr)
 
   dt = Zs.dtype
   d_out = p.shape[0]
-  (sse, ys, yy), _ = jax.lax.scan(body, (jnp.zeros((), dt), jnp.zeros((d_out,), dt), jnp.zeros((), dt)),
-                                  (Zc, Yc, Lc))
+  sse, ys, yy = _scan_chunks(body, (jnp.zeros((), dt), jnp.zeros((d_out,), dt), jnp.zeros((), dt)),
+                             Zs, Ys, lengths, chunk)
   if labels == "last":
     count = jnp.asarray(N, dt)
   else:
@@ -359,7 +381,7 @@ def streamed_sse(p: jax.Array, Zs: jax.Array, Ys: jax.Array, lengths: Optional[j
   return sse, var, count
 
 
-def rel_mse(p, Zs, Ys, lengths=None, labels="last", chunk=512):
+def rel_mse(p, Zs, Ys, lengths=None, labels="last", chunk=256):
   """Σ‖p ℋ − y‖² / Σ‖y − ȳ‖² (MSE normalised by Var(y), spec §9.A3)."""
   sse, var, _ = streamed_sse(p, Zs, Ys, lengths, labels, chunk)
   return sse / var

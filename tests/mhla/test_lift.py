@@ -111,7 +111,7 @@ def test_c4_certificate_basics(rng):
 def _streamed_vs_design(Z, L, Y_last, Y_all):
   out = {}
   for labels, Y in (("last", Y_last), ("all", Y_all)):
-    ne = R.normal_equations(Z, Y, L, labels, chunk=4)  # 3 chunks, the last one zero-padded
+    ne = R.normal_equations(Z, Y, L, labels, chunk=4)  # 2 full chunks and a partial one
     H, Yr = R.design(Z, Y, L, labels)
     out[labels] = (ne.A, H.T @ H, ne.B, H.T @ Yr)
   return out
