@@ -77,7 +77,9 @@ def main():
     out = batched_c(keys, hpR)
     jax.block_until_ready(out)
     vmap_t.append(time.perf_counter() - t0)
-  same = np.allclose(np.stack([np.asarray(o) for o in outs]), np.asarray(out), rtol=1e-4, atol=1e-6)
+  loop_curves, vmap_curves = np.stack([np.asarray(o) for o in outs]), np.asarray(out)
+  same = np.allclose(loop_curves, vmap_curves, rtol=1e-4, atol=1e-6)
+  max_rel = float(np.max(np.abs(loop_curves - vmap_curves) / np.maximum(np.abs(loop_curves), 1e-12)))
   lt, vt = min(loop_t), min(vmap_t)
   dev = jax.devices()[0]
   flops = 6.0 * args.batch * args.k * args.n * args.steps * R
@@ -98,7 +100,9 @@ def main():
         f"{flops / lt / 1e9:.1f} | 1.00x |")
   print(f"| one jit(vmap) over {R} seeds | {t_cR:.1f} | {vt:.2f} | {1e3 * vt / args.steps / R:.2f} | "
         f"{flops / vt / 1e9:.1f} | {lt / vt:.2f}x |")
-  print(f"curves identical (rtol 1e-4): {same}")
+  # float32: the batched and the single matmul kernels round differently, and
+  # training amplifies the difference step by step.
+  print(f"curves identical (rtol 1e-4): {same}; max relative difference {max_rel:.1e}")
   print(f"one [{args.batch},{args.k}]x[{args.k},{args.n}] f32 matmul: {mm_rate:.1f} GFLOP/s; "
         f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
 
