@@ -186,11 +186,14 @@ def checks_no_sup(recs: list, per_run: list, cfg, logs) -> dict:
   cells = [r for r in recs if r["freq_exp"] + 2 * r["imp_exp"] >= 1.5 and r["optimizer"] == "sgd"]
   if cells:
     diffs = [abs(r["gamma"] - r["gamma_ode_same_window"]) for r in cells]
-    ok = [d <= 0.05 for d in diffs if np.isfinite(d)]
-    frac = float(np.mean(ok)) if ok else 0.0
-    out["S4_exponent_map"] = {"cells": len(cells), "cells_with_fit": len(ok), "frac_within_0.05": frac,
-                              "max_abs_diff": float(np.nanmax(diffs)) if ok else None,
-                              "pass": bool(len(ok) == len(cells) and frac >= 0.9)}
+    fitted = [d for d in diffs if np.isfinite(d)]
+    # The spec's criterion is over all cells: a cell without a fit window is not within 0.05.
+    frac = float(np.mean([np.isfinite(d) and d <= 0.05 for d in diffs]))
+    out["S4_exponent_map"] = {"cells": len(cells), "cells_with_fit": len(fitted),
+                              "frac_within_0.05": frac,
+                              "frac_of_fitted_within_0.05": float(np.mean([d <= 0.05 for d in fitted])) if fitted else None,
+                              "max_abs_diff": float(np.max(fitted)) if fitted else None,
+                              "pass": bool(frac >= 0.9)}
   fronts = [r for r in recs if np.isfinite(r.get("front_slope", np.nan))]
   if fronts:
     out["S5_front_slope"] = [{"freq_exp": r["freq_exp"], "imp_exp": r["imp_exp"], "slope": r["front_slope"],
