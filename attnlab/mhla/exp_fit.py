@@ -5,7 +5,7 @@ Per seed: a random ``heads_teacher``-head teacher (entries N(0, teacher_init_std
 the last token (``labels="last"``) or at every prefix (``labels="all"``, the
 Sec. 4.1 causal labels), and ``n_test`` fresh sequences per length in
 ``test_lengths``. Algorithm 1 (:mod:`attnlab.mhla.regression`): the ψ-space
-normal equations streamed with ``lax.scan``, the ``solver``, the certificate,
+normal equations streamed over chunks, the ``solver``, the certificate,
 the SVD fold into heads. ``seconds_fit`` times that whole pipeline after
 compilation (``jit=False`` so each run is timed from the host).
 

@@ -6,8 +6,8 @@ deduplicated features (spec §3.5), so this module never forms the d^4-sized
 design nor the singular d^3 x d^3 Gram:
 
 1. :func:`normal_equations` accumulates ``A = Σ ℋℋ^T`` (ψ, ψ) and
-   ``B = Σ ℋ y^T`` (ψ, d_out) with ``lax.scan`` over chunks of sequences
-   (memory O(ψ^2 + chunk ψ)); run it under ``jax.enable_x64(True)``.
+   ``B = Σ ℋ y^T`` (ψ, d_out) in a ``fori_loop`` over chunks of sequences
+   (memory O(ψ^2 + chunk ψ^2/d^2)); run it under ``jax.enable_x64(True)``.
 2. :func:`solve` solves ``A P = B`` (P = p^T, (ψ, d_out)) with one of
    ``cholesky`` (+ one refinement step; falls back to ``eigh_pinv`` if the
    factorisation is not finite), ``eigh_pinv`` (minimum-norm, relative cutoff),
@@ -17,6 +17,8 @@ design nor the singular d^3 x d^3 Gram:
 3. :func:`heads_from_W` folds ``Ŵ = W_from_p(p̂)`` into heads by SVD with √σ on
    each side (Alg. 1 steps 5-7); :func:`compress_heads` finds a rank-r
    representative by alternating projections.
+4. :func:`certificate`: the spectrum of Λ_D (eigenvalues only, LAPACK
+   ``syevd`` with ``jobz = 'N'`` on CPU), computed after the solve.
 
 Every sequence contributes either its last-token label (``labels="last"``,
 Ys: (N, d_out)) or all its prefixes (``labels="all"``, Ys: (N, d_out, n), the
