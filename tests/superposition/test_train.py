@@ -130,8 +130,8 @@ def test_G3_determinism_and_vmap_equivalence():
 S2_SEEDS = (0, 1, 2, 3)
 
 
-def _s2_run():
-  spec = train.Spec(n=32, k=32, student="linear_full", batch=2048, rate_bound=_rate_bound(32, (1.2,)))
+def _s2_run(batch: int = 8192):
+  spec = train.Spec(n=32, k=32, student="linear_full", batch=batch, rate_bound=_rate_bound(32, (1.2,)))
   hp = _hp(lr=[0.05] * len(S2_SEEDS), sigma0=[1e-4] * len(S2_SEEDS))
   log, out = _run(spec, _key(hp), 1500, 40, S2_SEEDS)
   s = out["s"][:, log - 1, :20]                                        # [seeds, T, 20]; a_i = 1 (b = 0)
@@ -144,16 +144,16 @@ def _s2_run():
   return s, pred, exact, sel
 
 
-@pytest.mark.xfail(strict=True, reason="measured (4 seeds, N = 32, B = 2048, lr 0.05): per-seed max |s/pred - 1| "
-                   "= 5.4-7.4% (6.2, 7.4, 6.2, 5.4%; SGD sampling noise; the 4-seed mean is within 3.8%); "
-                   "spec threshold 5%")
 def test_S2_linear_full_diagonal():
   """diag S follows a_i (1 - exp(-2 lr lambda_i step)) within 5% while 0.1 a_i <= s_i < 0.9 a_i, i <= 20.
 
   lr = 0.05 keeps the Euler step small (2 lr lambda_1 = 0.04; at lr = 0.25 the first
   step alone overshoots the exponential by 13%). The lower cut (ours) excludes the
   first steps, where a rare feature has been seen only a few times and the SGD
-  sampling noise alone exceeds 5%. Every seed is checked."""
+  sampling noise alone exceeds 5%. Every seed is checked. The spec leaves B open;
+  the per-seed deviation is SGD sampling noise and falls as B^-1/2 (8 seeds, max
+  over seeds: 7.4% at B = 2048, 4.1% at 8192, 3.5% at 32768), so B = 8192 here
+  (at 2048, 7 of 8 seeds exceed 5%; experiments/superposition/README.md)."""
   s, pred, _, sel = _s2_run()
   rel = np.abs(s[:, sel] / pred[sel] - 1)
   assert rel.max() <= 0.05, rel.max()
