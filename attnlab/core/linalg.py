@@ -31,7 +31,8 @@ def _lapack_target(dtype):
 def _eigvalsh_lapack(a: jax.Array, target: str) -> jax.Array:
   out = (jax.ShapeDtypeStruct(a.shape, a.dtype), jax.ShapeDtypeStruct(a.shape[:-1], a.dtype),
          jax.ShapeDtypeStruct(a.shape[:-2], jnp.int32))
-  call = jax.ffi.ffi_call(target, out, input_output_aliases={0: 0})
+  # The kernel loops over leading batch dimensions itself, so vmap just adds one.
+  call = jax.ffi.ffi_call(target, out, input_output_aliases={0: 0}, vmap_method="broadcast_all")
   _, w, info = call(a, mode=np.uint8(ord("N")), uplo=np.uint8(ord("L")))
   # LAPACK reports failure through info; mirror jnp.linalg.eigvalsh (NaN).
   return jnp.where((info == 0)[..., None], w, jnp.nan)
@@ -59,7 +60,6 @@ def eigvalsh(a: jax.Array) -> jax.Array:
   return jax.lax.platform_dependent(
       a, cpu=lambda x: _eigvalsh_lapack(x, target),
       default=lambda x: jnp.linalg.eigvalsh(x, symmetrize_input=False))
-
 
 
 def _jax_openblas():

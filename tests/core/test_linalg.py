@@ -21,6 +21,15 @@ def test_eigvalsh_matches_numpy(shape, dtype):
   assert np.all(np.diff(w, axis=-1) >= 0)  # ascending
 
 
+def test_eigvalsh_under_vmap_and_jit():
+  rng = np.random.default_rng(1)
+  X = rng.normal(size=(2, 3, 4, 4))
+  A = X @ np.swapaxes(X, -1, -2)
+  with jax.enable_x64(True):
+    w = jax.jit(jax.vmap(jax.vmap(linalg.eigvalsh)))(jnp.asarray(A))
+  np.testing.assert_allclose(np.asarray(w), np.linalg.eigvalsh(A), rtol=0, atol=1e-12 * np.abs(A).max())
+
+
 def test_eigvalsh_symmetrizes_and_flags_failure():
   with jax.enable_x64(True):
     A = jnp.asarray([[2.0, 1.0], [0.0, 2.0]])  # (A + Aᵀ)/2 has eigenvalues 1.5 and 2.5
