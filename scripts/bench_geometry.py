@@ -11,7 +11,9 @@ one thread for both methods) it times
 * ``jac_s``: our Jacobian alone (``jacobian_mode="rev"``), and ``jacfwd_s``
   the spec's literal ``jax.jacfwd(f)(theta)`` (``jacobian_mode="fwd"``);
 * ``rank_s``: the rank step alone (row normalisation, QR of the rows x P
-  Jacobian, SVD of R, both ranks): shared by both methods;
+  Jacobian, SVD of R, both ranks; with ``--rank_method lu_rows`` the SVD of
+  the P rows that LU with partial pivoting selects instead of the QR, see
+  :func:`attnlab.geometry.estimator.rank_stats`): the same step for both methods;
 * ``rowwise_s``: the authors' NeuroDim approach in JAX: one forward pass, then
   the Jacobian built one output row at a time with reverse mode (a jitted VJP
   of the stored forward pass, called once per output with a one-hot
@@ -25,7 +27,7 @@ Both build the same Jacobian (checked: ``max|dJ|``, against the rowwise rows
 and against jacfwd) and get the same rank (asserted). The load average is
 printed before and after.
 
-  python scripts/bench_geometry.py [--deltas 3,4,...] [--repeats 5] [--rowwise_rows 1000]
+  python scripts/bench_geometry.py [--deltas 3,4,...] [--repeats 5] [--rowwise_rows 1000] [--rank_method lu_rows]
 """
 from __future__ import annotations
 
@@ -83,23 +85,25 @@ def main():
   p.add_argument("--rowwise_repeats", type=int, default=2)
   p.add_argument("--n_inputs", type=int, default=250)
   p.add_argument("--blas_threads", type=int, default=1)
+  p.add_argument("--rank_method", default="qr", choices=ge.RANK_METHODS,
+                 help="how the tall J is reduced before the SVD, for both methods (estimator.rank_stats)")
   p.add_argument("--rowwise_rows", type=int, default=0,
                  help="time the baseline on this many rows and extrapolate linearly to all rows (0: all)")
   args = p.parse_args()
   key = jax.random.PRNGKey(0)
   print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), float64, N = {args.n_inputs}, "
-        f"OpenBLAS threads {args.blas_threads}; load average (1/5/15 min) before: {_load()}")
+        f"OpenBLAS threads {args.blas_threads}, rank_method {args.rank_method}; load average (1/5/15 min) before: {_load()}")
   header = (f"{'delta':>5} {'P':>4} {'rows':>5} {'rank':>4} {'compile_s':>9} {'ours_s':>7} {'jac_s':>7} "
             f"{'jacfwd_s':>8} {'rank_s':>7} {'rowwise_s':>9} {'rowwise_jac_s':>13} {'ratio':>6} {'ratio_jac':>9} "
             f"{'max|dJ|':>8}")
   print(header)
   print("-" * len(header))
   with jax.enable_x64(True), ge.blas_threads(args.blas_threads):
-    rank_fn = jax.jit(ge.rank_stats)
+    rank_fn = jax.jit(functools.partial(ge.rank_stats, rank_method=args.rank_method))
     jac = jax.jit(ge.jacobian, static_argnames=("arch", "mode"))
     for delta in [int(d) for d in args.deltas.split(",")]:
       arch = gm.Arch((delta,) * 3, (2, 2), "softmax", 3)
-      static = dict(arch=arch, n_inputs=args.n_inputs, trials=1)
+      static = dict(arch=arch, n_inputs=args.n_inputs, trials=1, rank_method=args.rank_method)
       program = jax.jit(jax.vmap(functools.partial(ge.estimate_run, **static)))
       keys, ones = key[None], jnp.ones((1,))
       run = lambda: program(keys, ones, ones, 1e6 * ones)

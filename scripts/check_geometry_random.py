@@ -8,6 +8,7 @@ and, for lightning, the exact F_p rank (:mod:`attnlab.geometry.exact`).
 
   python scripts/check_geometry_random.py [--count 40] [--seed 2026] [--max_params 400]
   python scripts/check_geometry_random.py --deep --count 16 [--fallback calibrated_unscaled]
+  python scripts/check_geometry_random.py ... --rank_method lu_rows
 
 ``--deep`` draws softmax stacks of 6-10 layers of constant width 2-5 instead
 (where float64 runs out of precision). A softmax line is "BAD" when it is
@@ -62,26 +63,33 @@ def main():
   p.add_argument("--max_params", type=int, default=400)
   p.add_argument("--deep", action="store_true", help="deep softmax stacks instead: 6-10 layers, width 2-5")
   p.add_argument("--fallback", default="calibrated", choices=ge.FALLBACKS)
+  p.add_argument("--rank_method", default="qr", choices=ge.RANK_METHODS)
+  p.add_argument("--no_certify", action="store_true", help="skip the ball-arithmetic certificate (softmax)")
   args = p.parse_args()
   rng = random.Random(args.seed)
   warnings.simplefilter("ignore", RuntimeWarning)
-  ok_total = float_ok_total = bad_total = 0
+  ok_total = float_ok_total = bad_total = certified_total = 0
   for i in range(args.count):
     arch, want = draw_arch(rng, args.max_params, args.deep)
     t0 = time.perf_counter()
-    e = ge.estimate(jax.random.PRNGKey(i), arch, warn=False, fallback=args.fallback)
+    e = ge.estimate(jax.random.PRNGKey(i), arch, warn=False, fallback=args.fallback,
+                    rank_method=args.rank_method, certify=not args.no_certify)
     float_ok = e.rank_tol == want and e.reliable
     exact = gexact.lightning_rank(arch) if arch.kind == "lightning" else None
-    ok = (exact == want) if exact is not None else float_ok
+    ok = (exact == want) if exact is not None else (e.dimension == want and (e.reliable or bool(e.certified)))
+    certified_total += bool(e.certified)
     ok_total += ok
     float_ok_total += float_ok
-    verdict = "OK " if ok else ("unreliable" if exact is None and not e.reliable else "BAD")
+    verdict = "OK " if ok else ("unreliable" if exact is None and not e.reliable and not e.certified else "BAD")
     bad_total += verdict == "BAD"
     print(f"{verdict} {arch.kind:9s} widths={arch.widths} a={arch.attn_dims} t={arch.t} "
           f"P={arch.num_params} formula={want} float64={e.rank_tol}/{e.rank_gap} gap=1e{e.gap_log10:.1f} "
-          f"reliable={e.reliable} attempts={e.attempts} exact={exact} {time.perf_counter() - t0:.1f}s", flush=True)
+          f"reliable={e.reliable} attempts={e.attempts} exact={exact} certified={e.certified}"
+          f"{'' if e.certificate is None else f' ({e.certificate.prec} bits)'} {time.perf_counter() - t0:.1f}s",
+          flush=True)
   print(f"reported estimate == formula (and reliable): {ok_total}/{args.count}; "
-        f"float64 estimator alone: {float_ok_total}/{args.count}; reliable but wrong: {bad_total}")
+        f"float64 estimator alone: {float_ok_total}/{args.count}; certified by ball arithmetic: {certified_total}; "
+        f"reliable but wrong: {bad_total}")
 
 
 if __name__ == "__main__":
