@@ -457,7 +457,7 @@ def estimate(key: jax.Array, arch: gm.Arch, n_inputs: int | None = None, trials:
   est = Estimate(int(r["rank_tol"]), int(r["rank_gap"]), float(r["gap_log10"]), bool(r["reliable"]),
                  np.asarray(r["sv"]), tuple(int(x) for x in r["rank_tol_trials"]),
                  str(np.asarray(r["sv"]).dtype), attempts, first)
-  if certify and arch.kind == "softmax" and (not est.reliable or est.rank_tol < symmetry_bound(arch)):
+  if certify and needs_certificate(est.rank_tol, est.reliable, arch):
     from attnlab.geometry import certify as gcert  # needs python-flint; imported only when used
     cert = gcert.certify_dimension(key, arch, n_inputs=n, trials=int(trials), init=init, init_std=init_std,
                                    temperature=temperature, score_std=score_std)
@@ -478,6 +478,15 @@ def symmetry_bound(arch: gm.Arch) -> int:
   at any point where the group's generic orbit has full dimension (inside
   (B1)-(B3); equal to the formula's value there)."""
   return arch.num_params - gdim.symmetry_dimension(arch.widths, arch.attn_dims, arch.kind)
+
+
+def needs_certificate(rank_tol: int, reliable: bool, arch: gm.Arch) -> bool:
+  """Whether a softmax estimate should go to :func:`attnlab.geometry.certify.certify_dimension`:
+  inside (B1)-(B3) only (there :func:`symmetry_bound` is also an upper bound,
+  so proving it proves the dimension), and only when the float64 estimate
+  (after the fallback) is unreliable or below the bound."""
+  return (arch.kind == "softmax" and not gdim.violations(arch.widths, arch.attn_dims, arch.kind, arch.t)
+          and (not reliable or rank_tol < symmetry_bound(arch)))
 
 
 def needs_second_attempt(first: dict, arch: gm.Arch) -> bool:

@@ -193,6 +193,13 @@ def test_fallback_decision():
   assert ge.choose_attempt(at(5, True), at(7, False)) == (at(7, False), False)  # first contradicted
   assert ge.choose_attempt(at(5, False), at(4, True)) == (at(5, False), False)
   assert ge.choose_attempt(at(5, False), at(6, False)) == (at(6, False), False)
+  # the ball-arithmetic certificate: softmax inside (B1)-(B3), unreliable or below the bound
+  assert ge.needs_certificate(bound, False, arch) and ge.needs_certificate(bound - 1, True, arch)
+  assert not ge.needs_certificate(bound, True, arch)
+  assert not ge.needs_certificate(0, False, gm.Arch((2, 2, 2), (2, 2), "lightning", 3))
+  outside = gm.Arch((2, 3, 2), (1, 1), "softmax", 3)  # widening hidden widths: (B1) fails
+  assert gd.violations(outside.widths, outside.attn_dims, "softmax", 3)
+  assert not ge.needs_certificate(0, False, outside)
 
 
 def test_calibrate_params_is_a_positive_per_layer_rescaling():
