@@ -11,7 +11,8 @@ and, for lightning, the exact F_p rank (:mod:`attnlab.geometry.exact`).
   python scripts/check_geometry_random.py ... --rank_method lu_rows
 
 ``--deep`` draws softmax stacks of 6-10 layers of constant width 2-5 instead
-(where float64 runs out of precision). A softmax line is "BAD" when it is
+(where float64 runs out of precision); ``--deep --decreasing`` draws
+non-increasing widths from d_0 in 3..7. A softmax line is "BAD" when it is
 reliable and wrong (never seen so far), "unreliable" when flagged.
 
 A line is OK when the reported estimate (the exact rank for lightning, the
@@ -33,11 +34,15 @@ from attnlab.geometry import exact as gexact
 from attnlab.geometry import model as gm
 
 
-def draw_arch(rng: random.Random, max_params: int, deep: bool = False):
+def draw_arch(rng: random.Random, max_params: int, deep: bool = False, decreasing: bool = False):
   while True:
-    if deep:  # deep softmax stacks of constant width
+    if deep:  # deep softmax stacks of constant (or non-increasing) width
       depth = rng.randint(6, 10)
       widths = [rng.randint(2, 5)] * (depth + 1)
+      if decreasing:
+        widths = [rng.randint(3, 7)]
+        for _ in range(depth):
+          widths.append(rng.randint(max(1, widths[-1] - 1), widths[-1]))
       attn = [rng.randint(1, 4) for _ in range(depth)]
       kind = "softmax"
       t = rng.choice([2, 3])
@@ -62,6 +67,8 @@ def main():
   p.add_argument("--seed", type=int, default=2026)
   p.add_argument("--max_params", type=int, default=400)
   p.add_argument("--deep", action="store_true", help="deep softmax stacks instead: 6-10 layers, width 2-5")
+  p.add_argument("--decreasing", action="store_true",
+                 help="with --deep: non-increasing widths from d_0 in 3..7 (each step -1 or 0)")
   p.add_argument("--fallback", default="calibrated", choices=ge.FALLBACKS)
   p.add_argument("--rank_method", default="qr", choices=ge.RANK_METHODS)
   p.add_argument("--no_certify", action="store_true", help="skip the ball-arithmetic certificate (softmax)")
@@ -70,7 +77,7 @@ def main():
   warnings.simplefilter("ignore", RuntimeWarning)
   ok_total = float_ok_total = bad_total = certified_total = 0
   for i in range(args.count):
-    arch, want = draw_arch(rng, args.max_params, args.deep)
+    arch, want = draw_arch(rng, args.max_params, args.deep, args.decreasing)
     t0 = time.perf_counter()
     e = ge.estimate(jax.random.PRNGKey(i), arch, warn=False, fallback=args.fallback,
                     rank_method=args.rank_method, certify=not args.no_certify)
