@@ -437,6 +437,7 @@ def estimate(key: jax.Array, arch: gm.Arch, n_inputs: int | None = None, trials:
   leave OpenBLAS alone). ``rank_method``: see :func:`rank_stats`. ``certify``:
   for softmax, when the float64 result (after the fallback) is unreliable or
   below :func:`symmetry_bound`, try to prove the bound by ball arithmetic
+  (float64 runs only: a float32 run is the precision-guard demonstration)
   (:func:`attnlab.geometry.certify.certify_dimension`; ``Estimate.certified``,
   ``Estimate.dimension``).
   """
@@ -457,7 +458,7 @@ def estimate(key: jax.Array, arch: gm.Arch, n_inputs: int | None = None, trials:
   est = Estimate(int(r["rank_tol"]), int(r["rank_gap"]), float(r["gap_log10"]), bool(r["reliable"]),
                  np.asarray(r["sv"]), tuple(int(x) for x in r["rank_tol_trials"]),
                  str(np.asarray(r["sv"]).dtype), attempts, first)
-  if certify and needs_certificate(est.rank_tol, est.reliable, arch):
+  if certify and x64 and needs_certificate(est.rank_tol, est.reliable, arch):  # float32: the guard demo
     from attnlab.geometry import certify as gcert  # needs python-flint; imported only when used
     cert = gcert.certify_dimension(key, arch, n_inputs=n, trials=int(trials), init=init, init_std=init_std,
                                    temperature=temperature, score_std=score_std)

@@ -55,8 +55,8 @@ in the summary), with ``estimate_method``, ``certified`` (it meets the
 symmetry upper bound P - symmetry_dimension) and the float64 estimator's
 ``float64_rank_tol``, ``float64_reliable``, ``float64_agrees_with_exact``;
 ``rank_tol``/``rank_gap``/``gap_log10`` stay the float64 estimator's.
-``softmax_certify`` (True; not in the spec): a softmax row inside (B1)-(B3)
-whose float64 estimate (after the fallback) is unreliable or below the
+``softmax_certify`` (True; not in the spec): a float64 (``x64``) softmax row
+inside (B1)-(B3) whose estimate (after the fallback) is unreliable or below the
 symmetry bound is
 passed to :func:`attnlab.geometry.certify.certify_dimension` (ball arithmetic
 at the calibrated point of the first seed's draw, on the host in the summary);
@@ -220,7 +220,7 @@ def _row(cfg, runs: list[dict]) -> dict:
   if exact is not None:
     est, reliable = exact, True
   certificate = None
-  if ccfg.softmax_certify and ok and ge.needs_certificate(est, reliable, arch):
+  if ccfg.softmax_certify and ccfg.x64 and ok and ge.needs_certificate(est, reliable, arch):
     certificate = _certificate(ccfg, arch, ok[0])
     if certificate["certified"]:
       est, reliable = certificate["target"], True
