@@ -94,6 +94,41 @@ def _param_tangent(Z, offset: int, rows: int, n_params: int):
   return T
 
 
+def _product_operators(B, C, b_transposed: bool = False):
+  """Product rule for ``Y = B C`` (``B: (m, k)``, ``C: (k, n)``) on row-major tangents.
+
+  Returns ``(op_b, op_c)`` with ``vec(dY) = op_b vec(dB) + op_c vec(dC)``;
+  with ``b_transposed`` the tangent of B is given as that of ``B^T: (k, m)``
+  (the scores ``S = (K Z)^T (Q Z)`` carry the tangent of ``K Z``).
+  """
+  m, k, n = B.nrows(), B.ncols(), C.ncols()
+  op_b, op_c = _zeros(m * n, m * k), _zeros(m * n, k * n)
+  for i in range(m):
+    for j in range(n):
+      for l in range(k):
+        op_b[i * n + j, l * m + i if b_transposed else i * k + l] = C[l, j]
+        op_c[i * n + j, l * n + j] = B[i, l]
+  return op_b, op_c
+
+
+def _softmax_with_derivative(S, over_keys: bool):
+  """``A = softmax(S)`` over the key index s (each column sums to 1) or, with
+  ``over_keys=False``, over the query index j; and ``M: (t^2, t^2)`` with
+  ``vec(dA) = M vec(dS)`` (row-major vec, index ``s t + j``)."""
+  t = S.nrows()
+  E = [[S[s, j].exp() for j in range(t)] for s in range(t)]
+  A, M = _zeros(t, t), _zeros(t * t, t * t)
+  for u in range(t):  # one normalised group: column u (over keys) or row u (over queries)
+    group = [(s, u) for s in range(t)] if over_keys else [(u, j) for j in range(t)]
+    total = sum((E[s][j] for s, j in group[1:]), E[group[0][0]][group[0][1]])
+    for s, j in group:
+      A[s, j] = E[s][j] / total
+    for s, j in group:
+      for s2, j2 in group:
+        M[s * t + j, s2 * t + j2] = A[s, j] * ((1 if (s, j) == (s2, j2) else 0) - A[s2, j2])
+  return A, M
+
+
 def _layer(Z, dZ, Q, K, V, offsets, n_params: int, kind: str, inv_temperature, softmax_axis: str):
   """One layer ``Z -> V Z A`` and its tangent; ``Z: (d, t)``, ``dZ: (d t, P)``."""
   t = Z.ncols()
@@ -104,48 +139,16 @@ def _layer(Z, dZ, Q, K, V, offsets, n_params: int, kind: str, inv_temperature, s
   dKZ = _param_tangent(Z, ok, a, n_params) + _left_mult_operator(K, t) * dZ
   dVZ = _param_tangent(Z, ov, d_out, n_params) + _left_mult_operator(V, t) * dZ
   S = KZ.transpose() * QZ  # (t, t): S[s, j] = <K z_s, Q z_j>
-  # dS[s, j] = sum_alpha dKZ[alpha, s] QZ[alpha, j] + KZ[alpha, s] dQZ[alpha, j]
-  L_k, L_q = _zeros(t * t, a * t), _zeros(t * t, a * t)
-  for s in range(t):
-    for j in range(t):
-      for al in range(a):
-        L_k[s * t + j, al * t + s] = QZ[al, j]
-        L_q[s * t + j, al * t + j] = KZ[al, s]
+  L_k, L_q = _product_operators(KZ.transpose(), QZ, b_transposed=True)
   dS = L_k * dKZ + L_q * dQZ
   if kind == "lightning":
     A, dA = S, dS
   else:
     S = S * inv_temperature
     dS = dS * inv_temperature
-    E = [[S[s, j].exp() for j in range(t)] for s in range(t)]
-    A = _zeros(t, t)
-    M = _zeros(t * t, t * t)  # dA = M dS
-    if softmax_axis == "key":  # each column j normalised over the keys s
-      for j in range(t):
-        total = sum((E[s][j] for s in range(1, t)), E[0][j])
-        for s in range(t):
-          A[s, j] = E[s][j] / total
-      for j in range(t):
-        for s in range(t):
-          for s2 in range(t):
-            M[s * t + j, s2 * t + j] = A[s, j] * ((1 if s == s2 else 0) - A[s2, j])
-    else:  # each row s normalised over the queries j
-      for s in range(t):
-        total = sum((E[s][j] for j in range(1, t)), E[s][0])
-        for j in range(t):
-          A[s, j] = E[s][j] / total
-      for s in range(t):
-        for j in range(t):
-          for j2 in range(t):
-            M[s * t + j, s * t + j2] = A[s, j] * ((1 if j == j2 else 0) - A[s, j2])
+    A, M = _softmax_with_derivative(S, softmax_axis == "key")
     dA = M * dS
-  # Y = VZ A: dY[(v, j)] = sum_s dVZ[(v, s)] A[s, j] + VZ[v, s] dA[(s, j)]
-  N_v, N_a = _zeros(d_out * t, d_out * t), _zeros(d_out * t, t * t)
-  for v in range(d_out):
-    for j in range(t):
-      for s in range(t):
-        N_v[v * t + j, v * t + s] = A[s, j]
-        N_a[v * t + j, s * t + j] = VZ[v, s]
+  N_v, N_a = _product_operators(VZ, A)
   return VZ * A, N_v * dVZ + N_a * dA
 
 
