@@ -65,3 +65,18 @@ def test_deep_softmax_certified_through_runner(repo_root, tmp_path):
   assert s["estimate_method"] == "certified_ball_arithmetic" and s["certified"] and s["reliable"]
   assert s["estimated_dimension"] == s["expected_dimension"] == s["certificate"]["target"] == 76
   assert json.loads((tmp_path / "deep" / "summary.json").read_text())["certified"] is True
+
+
+def test_host_estimate_certifies_an_unreliable_softmax_estimate():
+  """The host API: (2,)*11, a = (3,3,2,1,3,4,2,2,4,2), t = 3 at key 9 is unreliable in
+  float64 (gap ~1e4, with the fallback); ``Estimate.dimension`` is then the
+  certified 43 = formula, and ``certify=False`` leaves the float64 value alone."""
+  import warnings
+  arch = gm.Arch((2,) * 11, (3, 3, 2, 1, 3, 4, 2, 2, 4, 2), "softmax", 3)
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore", RuntimeWarning)
+    plain = ge.estimate(jax.random.PRNGKey(9), arch, certify=False)
+  e = ge.estimate(jax.random.PRNGKey(9), arch)
+  assert not plain.reliable and plain.certified is None and plain.dimension == plain.rank_tol
+  assert not e.reliable and e.certified and e.certificate.target == 43 == e.dimension
+  assert e.certificate.prec == gcert.DEFAULT_PRECISIONS[0] and e.certificate.det_log10 is not None
