@@ -18,7 +18,20 @@ is the number of features already past 1/2 at that time: the share of R^K not
 yet taken by learned features, in which a new feature's initial weight
 vector can grow without being suppressed as interference.
 
-  python scripts/check_superposition_s1_lag.py [--seeds 4] [--steps 560] [--points 120]
+A causal test of that reading (``--init``): the same runs (same data and
+evaluation streams) from three initializations with s_i(0) = K sigma0^2
+(``models.INIT_DISTS``, config field ``init_dist``),
+
+* ``gaussian``: the spec's W_ij ~ N(0, sigma0^2) (||w_i||^2 spreads as chi^2_K);
+* ``normalized``: the same Gaussian W with every column rescaled to
+  ||w_i||^2 = K sigma0^2 exactly (no spread of s_i(0), overlaps kept);
+* ``orthogonal``: W = sigma0 sqrt(K) Q with Q orthogonal (no spread and no
+  overlaps: w_i . w_j = 0), only for K = N.
+
+If crowding is the cause, ``orthogonal`` follows the per-feature ODE and the
+other two lag.
+
+  python scripts/check_superposition_s1_lag.py [--seeds 4] [--steps 560] [--points 120] [--init gaussian]
 """
 from __future__ import annotations
 
@@ -29,6 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from attnlab.superposition import data as sdata
+from attnlab.superposition import models
 from attnlab.superposition import theory as th
 from attnlab.superposition import train
 
@@ -51,10 +65,16 @@ def main():
   p.add_argument("--steps", type=int, default=560)
   p.add_argument("--points", type=int, default=120)
   p.add_argument("--eval_size", type=int, default=131072)
+  p.add_argument("--init", nargs="+", default=["gaussian"], choices=models.INIT_DISTS)
   args = p.parse_args()
+  for init in args.init:
+    report(args, init)
+
+
+def report(args, init: str):
   n = k = 128
   spec = train.Spec(n=n, k=k, student="tied_relu_nobias", batch=512, eval_size=args.eval_size, eval_chunk=16384,
-                    rate_bound=sdata.total_rate(sdata.feature_probs_np(n, HP["freq_exp"])))
+                    rate_bound=sdata.total_rate(sdata.feature_probs_np(n, HP["freq_exp"])), init_dist=init)
   log = np.unique(np.round(np.geomspace(1, args.steps, args.points)).astype(int))
   mask = np.zeros(args.steps, bool)
   mask[log - 1] = True
@@ -70,7 +90,7 @@ def main():
     L_ode = np.asarray(th.loss_curve(jnp.asarray(t, jnp.float64), r, y, w, lam, s0, "logistic"))
   lam, r = np.asarray(lam), np.asarray(r)
   t_half_ode = np.log(1.0 / s0 - 1.0) / r
-  print(f"S1 setting, {args.seeds} seeds, {args.steps} steps, evaluation set {args.eval_size}; "
+  print(f"\n== init {init} ==\nS1 setting, {args.seeds} seeds, {args.steps} steps, evaluation set {args.eval_size}; "
         "ratios over the evaluations with L_ODE >= 0.1 L_0")
   print(f"{'seed':>4} {'L/L_ODE':>13} {'L/L_diag':>13} {'L_diag/L_ODE':>13}   at the max of L/L_ODE (step)")
   rows = []

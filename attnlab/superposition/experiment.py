@@ -37,6 +37,8 @@ SIM_FIELDS = dict(
     optimizer="sgd",
     lr=0.25,                    # eta, constant
     sigma0=1e-2,                # init scale
+    init_dist="gaussian",       # the spec's W_ij ~ N(0, sigma0^2); 'normalized' / 'orthogonal' keep s_i(0) =
+                                # K sigma0^2 and remove its spread / the columns' overlaps (diagnostics of S1)
     bias_init=0.0,
     bias_lr_scale=1.0,
     bias_freeze_steps=0,
@@ -77,6 +79,7 @@ def validate_sim(cfg) -> train.Spec:
   check_choice(cfg, "p_norm", sdata.P_NORMS)
   check_choice(cfg, "optimizer", train.OPTIMIZERS)
   check_choice(cfg, "loss_reduction", models.REDUCTIONS)
+  check_choice(cfg, "init_dist", models.INIT_DISTS)
   check_choice(cfg, "eval_mode", ("auto", "population", "monte_carlo"))
   check_choice(cfg, "fit_time_unit", ("auto", "step", "lr_step"))
   check_choice(cfg, "theory_kind", ("auto",) + th.DYNAMICS)
@@ -109,7 +112,7 @@ def validate_sim(cfg) -> train.Spec:
                     batch=int(cfg.batch) if not isinstance(cfg.batch, (tuple, list)) else 1,
                     importance_mode=cfg.importance_mode, p_norm=cfg.p_norm, reduction=cfg.loss_reduction,
                     eval_size=eval_size, eval_chunk=chunk, eval_mode=cfg.eval_mode,
-                    rate_bound=rate_bound, n_probes=int(cfg.n_probes))
+                    rate_bound=rate_bound, n_probes=int(cfg.n_probes), init_dist=cfg.init_dist)
 
 
 def _simulation(cfg, kind: str) -> Iterative:

@@ -34,22 +34,54 @@ HAS_BIAS = {"tied_relu": True, "tied_relu_nobias": False, "tied_linear": False, 
             "linear_full": False}
 LINEAR = ("tied_linear", "linear_full")  # students with a closed-form population loss
 REDUCTIONS = ("sum", "mean")
+INIT_DISTS = ("gaussian", "normalized", "orthogonal")
+
+
+def _init_matrix(key: jax.Array, shape: tuple[int, int], sigma0, init_dist: str, dtype) -> jax.Array:
+  """One ``[r, c]`` weight matrix whose entries have root-mean-square ``sigma0``.
+
+  * ``gaussian`` (the spec's): i.i.d. ``N(0, sigma0^2)``; a column's squared norm
+    is ``sigma0^2 chi^2_r`` (mean ``r sigma0^2``) and columns overlap by
+    ``O(sigma0^2 sqrt(r))``.
+  * ``normalized``: the same draw with every column rescaled to squared norm
+    exactly ``r sigma0^2`` (no spread of ``s_i(0)``; overlaps kept).
+  * ``orthogonal``: ``sigma0 sqrt(max(r, c))`` times the orthogonal factor of the
+    same draw (orthonormal columns if ``r >= c``, rows otherwise): for ``r = c``
+    every column has squared norm ``r sigma0^2`` and distinct columns are exactly
+    orthogonal.
+  """
+  m = sigma0 * jax.random.normal(key, shape, dtype)
+  if init_dist == "gaussian":
+    return m
+  r, c = shape
+  if init_dist == "normalized":
+    return m * (jnp.sqrt(jnp.asarray(r, dtype)) * sigma0 / jnp.linalg.norm(m, axis=0))[None, :]
+  tall = m if r >= c else m.T
+  q, rr = jnp.linalg.qr(tall)
+  q = q * jnp.where(jnp.diag(rr) < 0, -1.0, 1.0).astype(dtype)[None, :]   # the unique Q with diag(R) > 0
+  q = q if r >= c else q.T
+  return jnp.sqrt(jnp.asarray(max(r, c), dtype)) * sigma0 * q
 
 
 def init_params(key: jax.Array, student: str, n: int, k: int, sigma0, bias_init=0.0,
-                dtype=jnp.float32) -> dict:
+                dtype=jnp.float32, init_dist: str = "gaussian") -> dict:
   """Small random init: every weight ``N(0, sigma0^2)``, bias ``c = bias_init``.
 
   ``sigma0`` and ``bias_init`` may be traced. With the tied students
-  ``s_i(0) = ||w_i||^2 ~ K sigma0^2``.
+  ``s_i(0) = ||w_i||^2 ~ K sigma0^2``. ``init_dist`` (see :func:`_init_matrix`)
+  keeps that scale and changes only the spread and overlaps of the columns;
+  the spec's init is ``gaussian``.
   """
+  if init_dist not in INIT_DISTS:
+    raise ValueError(f"init_dist must be one of {INIT_DISTS}, got {init_dist!r}")
   kw, kd = jax.random.split(key)
   sigma0 = jnp.asarray(sigma0, dtype)
+  mat = lambda kk, shape: _init_matrix(kk, shape, sigma0, init_dist, dtype)
   if student == "linear_full":
-    return {"S": sigma0 * jax.random.normal(kw, (n, n), dtype)}
-  params = {"W": sigma0 * jax.random.normal(kw, (k, n), dtype)}
+    return {"S": mat(kw, (n, n))}
+  params = {"W": mat(kw, (k, n))}
   if student == "untied_relu":
-    params = {"E": params["W"], "D": sigma0 * jax.random.normal(kd, (n, k), dtype)}
+    params = {"E": params["W"], "D": mat(kd, (n, k))}
   if HAS_BIAS[student]:
     params["c"] = jnp.full((n,), bias_init, dtype)
   return params

@@ -55,6 +55,7 @@ class Spec:
   rate_bound: float = 3.0  # an upper bound on Q = sum_i -log(1 - p_i) over the runs (data.sample_events);
                            # 3.0 covers sum1 up to a ~ 4.5; the factories set it from the swept freq_exp
   n_probes: int = 16       # features whose s_i / y_i is logged (log-spaced indices)
+  init_dist: str = "gaussian"  # models.INIT_DISTS; the spec's W_ij ~ N(0, sigma0^2) is 'gaussian'
 
   @property
   def population_eval(self) -> bool:
@@ -91,7 +92,7 @@ def _features(hp, spec: Spec):
 def init_state(key: jax.Array, hp: dict, spec: Spec) -> dict:
   """The initial state of one run from its run key (INIT, DATA and NOISE streams)."""
   params = models.init_params(prng.stream(key, prng.INIT), spec.student, spec.n, spec.k, hp["sigma0"],
-                              hp["bias_init"])
+                              hp["bias_init"], init_dist=spec.init_dist)
   opt = _adam().init(params) if spec.optimizer == "adam" else ()
   return {"params": params, "opt": opt, "key": prng.stream(key, prng.NOISE),
           "eval_key": prng.stream(key, prng.DATA), "step": jnp.zeros((), jnp.int32)}
