@@ -129,6 +129,24 @@ def test_diagnostics_orthogonal_and_superposed():
   np.testing.assert_allclose(float(d["dims_per_feature"]), 2 / 3, rtol=1e-6)
 
 
+def test_init_dists_keep_the_scale(getkey):
+  """normalized: ||w_i||^2 = K sigma0^2 exactly; orthogonal: also w_i . w_j = 0 (K = N), and rows orthonormal up
+  to scale (K < N); both rescale the same Gaussian draw."""
+  sigma0, key = 0.1, getkey()
+  g = models.init_params(key, "tied_relu", 8, 8, sigma0)["W"]
+  nrm = models.init_params(key, "tied_relu", 8, 8, sigma0, init_dist="normalized")["W"]
+  np.testing.assert_allclose(jnp.sum(nrm ** 2, 0), 8 * sigma0 ** 2, rtol=1e-5)
+  np.testing.assert_allclose(nrm / jnp.linalg.norm(nrm, axis=0)[None, :], g / jnp.linalg.norm(g, axis=0)[None, :],
+                             rtol=1e-5)
+  orth = models.init_params(key, "tied_relu", 8, 8, sigma0, init_dist="orthogonal")["W"]
+  np.testing.assert_allclose(orth.T @ orth, 8 * sigma0 ** 2 * np.eye(8), atol=1e-7)
+  wide = models.init_params(key, "untied_relu", 12, 4, sigma0, init_dist="orthogonal")
+  np.testing.assert_allclose(wide["E"] @ wide["E"].T, 12 * sigma0 ** 2 * np.eye(4), atol=1e-7)   # [K, N] rows
+  np.testing.assert_allclose(wide["D"].T @ wide["D"], 12 * sigma0 ** 2 * np.eye(4), atol=1e-7)   # [N, K] columns
+  with pytest.raises(ValueError, match="init_dist"):
+    models.init_params(key, "tied_relu", 8, 8, sigma0, init_dist="uniform")
+
+
 def _cfg(**kw):
   f = dict(experiment.SIM_FIELDS)
   f.update(kw)
@@ -138,7 +156,8 @@ def _cfg(**kw):
 @pytest.mark.parametrize("field,kw", [("freq_exp", dict(freq_exp=0.0)), ("freq_exp", dict(freq_exp=-1.0)),
                                       ("k_ratio", dict(n_features=64, k_ratio=0.001)),
                                       ("k_ratio", dict(n_features=64, k_ratio=2.0)),
-                                      ("batch", dict(batch=0)), ("student", dict(student="mlp"))])
+                                      ("batch", dict(batch=0)), ("student", dict(student="mlp")),
+                                      ("init_dist", dict(init_dist="uniform"))])
 def test_bad_config_raises(field, kw):
   with pytest.raises(ConfigError) as e:
     experiment.bottleneck(_cfg(**kw))

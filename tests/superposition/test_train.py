@@ -3,6 +3,7 @@
 Every simulation here is one ``jit(vmap(simulate))`` program: seeds / lr / (a, b)
 are traced hyperparameters of the same compiled scan.
 """
+import dataclasses
 import functools
 
 import jax
@@ -67,6 +68,7 @@ def _rate_bound(n, freq_exps):
 S1_SPEC = train.Spec(n=128, k=128, student="tied_relu_nobias", batch=512, eval_size=8192, eval_chunk=4096,
                      rate_bound=_rate_bound(128, (1.2,)))
 S1 = (S1_SPEC, _key(_hp(lr=[0.25, 0.25])), 520, 30, (0, 1))
+S1_ORTHOGONAL = (dataclasses.replace(S1_SPEC, init_dist="orthogonal"),) + S1[1:]
 # One compiled program (N = K = 128, tied_relu_nobias, B = 256) serves S3, G3, S4 and S5:
 #   runs 0-2: S3, lr 0.05, 0.1, 0.2, sigma0 1e-2, a = 1.2, the same seed (same batches, same evaluation set);
 #   runs 3, 4: S4/S5 (reduced E3), lr 0.1, sigma0 3e-3, (a, b) = (1.5, 0) and (2, 0).
@@ -79,28 +81,47 @@ S3_RUNS, S3_LRS = (0, 1, 2), (0.05, 0.1, 0.2)
 S4_RUNS = ((3, (1.5, 0.0)), (4, (2.0, 0.0)))
 
 
+def _s1_ratios(run):
+  """Per seed, L_sim / L_ODE over the evaluations with L_ODE >= 0.1 L_0 (the S1 window)."""
+  log, out = _run(*run)
+  Lode, _ = _ode(128, 1.2, 0.0, 0.25 * log, 128 * 1e-2 ** 2)
+  ratios = []
+  for j in (0, 1):
+    L0 = out["loss0"][j]
+    np.testing.assert_allclose(L0, 4 / 3, rtol=0.05)   # L_0 = sum_i lambda_i a_i^2 = 4/3 for b = 0
+    sel = Lode >= 0.1 * L0
+    assert sel.sum() >= 10
+    ratios.append(out["loss"][j, log - 1][sel] / Lode[sel])
+  return ratios
+
+
 @pytest.mark.xfail(strict=True, reason="measured: L_sim/L_ODE = 1.003-1.091 (seed 0) and 1.009-1.127 (seed 1) over "
-                   "steps 1-520, rising from ~1.02 at step 60 to 1.07-1.13 at steps 340-520 (slow rare-feature "
-                   "tail); spec threshold [0.90, 1.10], spec pilot 0.96-1.05")
+                   "steps 1-520, rising from ~1.02 at step 60 to 1.07-1.13 at steps 340-520: the later features "
+                   "switch on late because the spec's Gaussian init overlaps them with the learned ones "
+                   "(test_S1_orthogonal_init_removes_the_lag); spec threshold [0.90, 1.10], spec pilot 0.96-1.05")
 def test_S1_tied_relu_nobias_follows_logistic_ode():
   """L_sim / L_ODE(logistic, rate 8 lr lambda_i a_i, s0 = K sigma0^2) in [0.90, 1.10] while L_ODE >= 0.1 L_0.
 
   The early bump (1.04-1.07 at step 5) is the Euler step of feature 1 (the exact
   discrete per-feature map gives 1.047 there and <= 1.003 after step 30), so the
   discrete map is not the comparator that fixes the late excess."""
-  log, out = _run(*S1)
-  t = 0.25 * log
-  Lode, _ = _ode(128, 1.2, 0.0, t, 128 * 1e-2 ** 2)
-  for j in (0, 1):
-    L0 = out["loss0"][j]
-    np.testing.assert_allclose(L0, 4 / 3, rtol=0.05)   # L_0 = sum_i lambda_i a_i^2 = 4/3 for b = 0
-    L = out["loss"][j, log - 1]
-    sel = Lode >= 0.1 * L0
-    assert sel.sum() >= 10
-    ratio = L[sel] / Lode[sel]
+  for ratio in _s1_ratios(S1):
     assert ratio.min() >= 0.90 and ratio.max() <= 1.10, ratio
 
 
+def test_S1_orthogonal_init_removes_the_lag():
+  """The same S1 runs (same batches and evaluation sets) from an orthogonal init.
+
+  ``init_dist='orthogonal'`` has the same s_i(0) = K sigma0^2 and entry scale as
+  the spec's Gaussian init but no overlaps between the columns w_i. The
+  per-feature ODE assumes exactly that, and the simulation then follows it
+  within S1's [0.90, 1.10] over the whole window, with the late excess of the
+  Gaussian runs gone (scripts/check_superposition_s1_lag.py has the
+  per-feature switch-on times)."""
+  for ortho, gauss in zip(_s1_ratios(S1_ORTHOGONAL), _s1_ratios(S1)):
+    assert ortho.min() >= 0.90 and ortho.max() <= 1.10, ortho
+    late = slice(len(ortho) // 2, None)   # the second half of the window, where the Gaussian runs lag
+    assert ortho[late].max() < gauss[late].max() - 0.03, (ortho[late], gauss[late])
 def test_S3_time_unit_collapse():
   log, out = _run(*NS)
   curves = [(lr * log, out["loss"][j, log - 1]) for j, lr in zip(S3_RUNS, S3_LRS)]
