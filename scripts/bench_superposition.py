@@ -4,7 +4,11 @@ Both variants train ``tied_relu`` (N features, K latent, batch B, SGD, fresh
 sparse batches drawn inside the scan) for ``--steps`` steps:
 
 * ``vmap``: one ``jit(vmap(scan))`` program over R seeds, called once;
-* ``loop``: one single-seed ``jit(scan)`` program, called R times from Python.
+* ``loop``: one single-seed ``jit(scan)`` program, called R times from Python;
+* ``map``: one ``jit(lax.map(scan))`` program over R seeds, called once: the
+  seeds run one after the other inside one program, which is what the engine
+  does with ``--config.lanes=1`` (not a vmap, so not G2's variant; shown
+  because on a compute-bound CPU it is the fastest way to run many seeds).
 
 Compilation is done (and timed) separately before the timed calls, so the
 table compares steady-state throughput. The ratio does not depend on the number
@@ -60,14 +64,18 @@ def main():
 
   single = jax.jit(run)
   batched = jax.jit(jax.vmap(run))
+  mapped = jax.jit(lambda keys, hp: jax.lax.map(lambda a: run(*a), (keys, hp)))
   t0 = time.perf_counter()
   single_c = single.lower(keys[0], hp1).compile()
   t_c1 = time.perf_counter() - t0
   t0 = time.perf_counter()
   batched_c = batched.lower(keys, hpR).compile()
   t_cR = time.perf_counter() - t0
+  t0 = time.perf_counter()
+  mapped_c = mapped.lower(keys, hpR).compile()
+  t_cM = time.perf_counter() - t0
 
-  loop_t, vmap_t = [], []
+  loop_t, vmap_t, map_t = [], [], []
   for _ in range(args.repeats):
     t0 = time.perf_counter()
     outs = [single_c(keys[i], hp1) for i in range(R)]
@@ -77,10 +85,15 @@ def main():
     out = batched_c(keys, hpR)
     jax.block_until_ready(out)
     vmap_t.append(time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    out_map = mapped_c(keys, hpR)
+    jax.block_until_ready(out_map)
+    map_t.append(time.perf_counter() - t0)
   loop_curves, vmap_curves = np.stack([np.asarray(o) for o in outs]), np.asarray(out)
   same = np.allclose(loop_curves, vmap_curves, rtol=1e-4, atol=1e-6)
   max_rel = float(np.max(np.abs(loop_curves - vmap_curves) / np.maximum(np.abs(loop_curves), 1e-12)))
-  lt, vt = min(loop_t), min(vmap_t)
+  map_same = bool(np.array_equal(loop_curves, np.asarray(out_map)))
+  lt, vt, mt = min(loop_t), min(vmap_t), min(map_t)
   dev = jax.devices()[0]
   flops = 6.0 * args.batch * args.k * args.n * args.steps * R
   h = jnp.ones((args.batch, args.k), jnp.float32)
@@ -100,9 +113,12 @@ def main():
         f"{flops / lt / 1e9:.1f} | 1.00x |")
   print(f"| one jit(vmap) over {R} seeds | {t_cR:.1f} | {vt:.2f} | {1e3 * vt / args.steps / R:.2f} | "
         f"{flops / vt / 1e9:.1f} | {lt / vt:.2f}x |")
+  print(f"| one jit(lax.map) over {R} seeds (engine lanes=1) | {t_cM:.1f} | {mt:.2f} | "
+        f"{1e3 * mt / args.steps / R:.2f} | {flops / mt / 1e9:.1f} | {lt / mt:.2f}x |")
   # float32: the batched and the single matmul kernels round differently, and
   # training amplifies the difference step by step.
-  print(f"curves identical (rtol 1e-4): {same}; max relative difference {max_rel:.1e}")
+  print(f"vmap curves equal to the loop's (rtol 1e-4): {same}; max relative difference {max_rel:.1e}; "
+        f"lax.map curves bit-identical to the loop's: {map_same}")
   print(f"one [{args.batch},{args.k}]x[{args.k},{args.n}] f32 matmul: {mm_rate:.1f} GFLOP/s; "
         f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
 
