@@ -32,6 +32,7 @@ If crowding is the cause, ``orthogonal`` follows the per-feature ODE and the
 other two lag.
 
   python scripts/check_superposition_s1_lag.py [--seeds 4] [--steps 560] [--points 120] [--init gaussian]
+  python scripts/check_superposition_s1_lag.py --init gaussian normalized orthogonal --plot /tmp/s1_lag.png
 """
 from __future__ import annotations
 
@@ -66,9 +67,33 @@ def main():
   p.add_argument("--points", type=int, default=120)
   p.add_argument("--eval_size", type=int, default=131072)
   p.add_argument("--init", nargs="+", default=["gaussian"], choices=models.INIT_DISTS)
+  p.add_argument("--plot", default=None, help="save a figure here: L_sim/L_ODE against t, switch-on delay per feature")
   args = p.parse_args()
-  for init in args.init:
-    report(args, init)
+  results = {init: report(args, init) for init in args.init}
+  if args.plot:
+    print("figure:", plot(results, args.plot))
+
+
+def plot(results: dict, path: str) -> str:
+  """Left: L_sim / L_ODE against t = lr step (median and IQR over seeds), S1's band and window end.
+  Right: switch-on time t_sim / t_ODE of each feature crossing s_i = 1/2 (median over the seeds where it crosses,
+  features crossing in at least two)."""
+  from attnlab.engine import plotting
+  fig, (ax0, ax1) = plotting.plt.subplots(1, 2, figsize=(9, 3.4))
+  for init, (t, ratio, window_end, rows) in results.items():
+    line = plotting.band(ax0, t, ratio, label=init)
+    feats = np.unique(rows[:, 0])
+    feats = feats[[np.sum(rows[:, 0] == f) >= 2 for f in feats]]
+    med = [np.median(rows[rows[:, 0] == f, 1]) for f in feats]
+    ax1.plot(feats, med, "o-", ms=2.5, lw=0.8, color=line.get_color(), label=init)
+  ax0.axhspan(0.9, 1.1, color="0.85", zorder=0, label="S1 band [0.90, 1.10]")
+  ax0.axvline(window_end, color="0.4", ls=":", lw=1, label="L_ODE = 0.1 L_0")
+  ax0.set(xscale="log", xlabel="t = lr * step", ylabel="L_sim / L_ODE", title="S1 setting: loss against the ODE")
+  ax1.axhline(1.0, color="0.4", lw=0.8)
+  ax1.set(xscale="log", xlabel="feature i", ylabel="t_1/2 sim / t_1/2 ODE", title="switch-on time against the ODE (median over seeds)")
+  ax0.legend()
+  ax1.legend()
+  return plotting.savefig(fig, path)
 
 
 def report(args, init: str):
@@ -117,6 +142,9 @@ def report(args, init: str):
     if sel.any():
       print(f"{lo:>4}-{hi:<4} {int(sel.sum()):>4} {rows[sel, 1].mean():>12.3f} {np.median(rows[sel, 2]):>10.3f} "
             f"{rows[sel, 3].mean():>8.3f}")
+  ratios = np.stack([np.asarray(out["loss"][j, log - 1]) / L_ode for j in range(args.seeds)])
+  window_end = float(t[L_ode >= 0.1 * float(np.mean(out["loss0"]))].max())
+  return t, ratios, window_end, rows
 
 
 if __name__ == "__main__":
