@@ -26,8 +26,9 @@ S4 at the spec's size (N = K = 1024, the 7 x 5 grid; 37 min on 2 idle cores):
     --config.n_features=1024 --config.steps=4000 --config.lanes=5 \
     "--config.freq_exp=(1.2,1.5,1.8,2.1,2.4,2.7,3.0)" "--config.imp_exp=(0.0,0.25,0.5,0.75,1.0)"
 measured: 27 of 27 fitted cells within 0.05, 7 steep cells without a window at
-t <= 400 (79% of 34); with five of them run to t = 1500 (--config.steps=15000),
-31 of 34 (91%): S4 passes (experiments/superposition/README.md).
+t <= 400 (79% of 34); with five of them run to t = 1500 (--config.steps=15000)
+and the last three to t = 4000 (--config.steps=40000), 32 of 34 (94%): S4
+passes (experiments/superposition/README.md).
 
 Expected results (spec thresholds; measured values in experiments/superposition/README.md):
 ``:s1`` checks.S1_ode_ratio within [0.90, 1.10] (measured 0.99-1.14 with the
