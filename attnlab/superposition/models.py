@@ -65,7 +65,9 @@ def _init_matrix(key: jax.Array, shape: tuple[int, int], sigma0, init_dist: str,
 
 def init_params(key: jax.Array, student: str, n: int, k: int, sigma0, bias_init=0.0,
                 dtype=jnp.float32, init_dist: str = "gaussian") -> dict:
-  """Small random init: every weight ``N(0, sigma0^2)``, bias ``c = bias_init``.
+  """Small random init: weights with entries of root-mean-square ``sigma0``, bias ``c = bias_init``.
+
+  The default ``init_dist='gaussian'`` draws every weight i.i.d. ``N(0, sigma0^2)`` (the spec's init).
 
   ``sigma0`` and ``bias_init`` may be traced. With the tied students
   ``s_i(0) = ||w_i||^2 ~ K sigma0^2``. ``init_dist`` (see :func:`_init_matrix`)
